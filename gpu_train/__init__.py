@@ -1,0 +1,1 @@
+"""A small causal-LM trainer that reads tweetmill shards directly. Imports torch, numpy, pyarrow only."""

@@ -1,0 +1,1 @@
+"""Pipeline options, assembly of the stages, the CLI and the run report."""

@@ -1,0 +1,23 @@
+"""Arrow schemas, record types and the manifest format shared by the pipeline and the trainer.
+
+Depends on pyarrow only, so a GPU machine with torch and pyarrow can read shards.
+"""
+
+from tweetmill.schemas.manifest import MANIFEST_NAME, Counts, Manifest, ShardEntry, TokenizerInfo
+from tweetmill.schemas.records import DeadLetter, Tweet, derived_tweet_id
+from tweetmill.schemas.shard import SHARD_FORMAT_VERSION, check_shard_schema, shard_file_name, shard_schema
+
+__all__ = [
+    "MANIFEST_NAME",
+    "SHARD_FORMAT_VERSION",
+    "Counts",
+    "DeadLetter",
+    "Manifest",
+    "ShardEntry",
+    "TokenizerInfo",
+    "Tweet",
+    "check_shard_schema",
+    "derived_tweet_id",
+    "shard_file_name",
+    "shard_schema",
+]

@@ -1,0 +1,127 @@
+"""``manifest.json``: the last file a run writes, and the index of what it wrote.
+
+A shard directory is complete exactly when its manifest exists. The manifest lists every shard with
+its rows, tokens, bytes and sha256, the run's configuration, the tokenizer's identity, and the
+accounting of every input record: ``read = kept + sum(dropped.values()) + errors``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "tweetmill.manifest"
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class ShardEntry:
+    file: str  # file name relative to the output directory
+    rows: int
+    tokens: int
+    bytes: int
+    sha256: str
+
+
+@dataclass
+class Counts:
+    read: int = 0
+    kept: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    errors: int = 0
+
+    @property
+    def accounted(self) -> int:
+        return self.kept + sum(self.dropped.values()) + self.errors
+
+    @property
+    def balanced(self) -> bool:
+        return self.read == self.accounted
+
+
+@dataclass
+class TokenizerInfo:
+    sha256: str
+    vocab_size: int
+    eos_id: int
+    eos_token: str
+    source: str  # where the tokenizer was loaded from (path, or "bundled:<name>")
+
+
+@dataclass
+class Manifest:
+    run_fingerprint: str
+    shard_format_version: int
+    tokenizer: TokenizerInfo
+    counts: Counts
+    shards: list[ShardEntry]
+    config: dict[str, Any] = field(default_factory=dict)
+    error_files: list[str] = field(default_factory=list)
+    stages: dict[str, Any] = field(default_factory=dict)  # per-stage extras (e.g. near-dup clusters)
+    created_by: str = ""
+
+    @property
+    def total_rows(self) -> int:
+        return sum(s.rows for s in self.shards)
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(s.tokens for s in self.shards)
+
+    def to_json(self) -> str:
+        doc = {
+            "format": MANIFEST_FORMAT,
+            "format_version": MANIFEST_VERSION,
+            "created_by": self.created_by,
+            "run_fingerprint": self.run_fingerprint,
+            "shard_format_version": self.shard_format_version,
+            "tokenizer": asdict(self.tokenizer),
+            "counts": {
+                "read": self.counts.read,
+                "kept": self.counts.kept,
+                "dropped": dict(sorted(self.counts.dropped.items())),
+                "errors": self.counts.errors,
+                "balanced": self.counts.balanced,
+            },
+            "totals": {
+                "shards": len(self.shards),
+                "rows": self.total_rows,
+                "tokens": self.total_tokens,
+                "bytes": sum(s.bytes for s in self.shards),
+            },
+            "shards": [asdict(s) for s in self.shards],
+            "error_files": self.error_files,
+            "stages": self.stages,
+            "config": self.config,
+        }
+        return json.dumps(doc, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        doc = json.loads(text)
+        if doc.get("format") != MANIFEST_FORMAT:
+            raise ValueError("not a tweetmill manifest (missing or wrong 'format')")
+        if doc.get("format_version") != MANIFEST_VERSION:
+            raise ValueError(
+                f"manifest format version {doc.get('format_version')} is not supported "
+                f"(this tweetmill reads {MANIFEST_VERSION})"
+            )
+        counts = doc["counts"]
+        return cls(
+            run_fingerprint=doc["run_fingerprint"],
+            shard_format_version=doc["shard_format_version"],
+            tokenizer=TokenizerInfo(**doc["tokenizer"]),
+            counts=Counts(
+                read=counts["read"],
+                kept=counts["kept"],
+                dropped=dict(counts["dropped"]),
+                errors=counts["errors"],
+            ),
+            shards=[ShardEntry(**s) for s in doc["shards"]],
+            config=doc.get("config", {}),
+            error_files=doc.get("error_files", []),
+            stages=doc.get("stages", {}),
+            created_by=doc.get("created_by", ""),
+        )

@@ -1,0 +1,104 @@
+"""The record types that flow between pipeline stages.
+
+Stages pass *lists* of these records (batches) so the hot paths stay vectorised. They are plain
+dataclasses: cheap to pickle between Beam stages, easy to build in tests without Beam.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass, field
+
+# Source formats a record can come from (``Tweet.source_format``).
+FORMAT_V1 = "v1"  # Twitter API v1.1 tweet objects (REST, search, streaming)
+FORMAT_V2 = "v2"  # Twitter API v2 responses, stream lines, twarc2 flattened lines
+FORMAT_ARCHIVE = "archive"  # account archive tweets.js (window.YTD.*.partN)
+FORMAT_GRAILBIRD = "grailbird"  # legacy account archive monthly files (Grailbird.data.*)
+FORMAT_CSV = "csv"  # legacy tweets.csv and generic CSV exports
+FORMAT_TEXT = "text"  # plain text, one tweet per line
+SOURCE_FORMATS = (FORMAT_V1, FORMAT_V2, FORMAT_ARCHIVE, FORMAT_GRAILBIRD, FORMAT_CSV, FORMAT_TEXT)
+
+UNDETERMINED_LANGUAGE = "und"
+
+# Largest tweet id a derived id may take: real Twitter ids are < 2**63, so derived ids live in the
+# same int64 space and order deterministically beside real ones.
+_INT63 = (1 << 63) - 1
+
+
+def derived_tweet_id(source_file: str, position: int) -> int:
+    """A deterministic id for a record that has none (plain text, id-less CSV rows).
+
+    Derived from the source path and the record's position, so re-runs produce the same id.
+    """
+    digest = hashlib.blake2b(f"{source_file}\x00{position}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") & _INT63
+
+
+@dataclass
+class Tweet:
+    """One tweet, in the canonical form every parser produces and every stage consumes."""
+
+    id: int
+    text: str
+    source_format: str
+    source_file: str
+    position: int  # record index within its source file (0-based), for dead letters and ids
+    id_derived: bool = False  # True when ``id`` came from ``derived_tweet_id``
+    created_at_ms: int | None = None  # UTC, milliseconds since the epoch
+    author_id: int | None = None
+    twitter_lang: str | None = None  # Twitter's own ``lang`` tag, as given
+    lang: str = UNDETERMINED_LANGUAGE  # detected language (ISO 639-1 where possible)
+    lang_score: float = 0.0  # detector confidence in [0, 1]
+    is_retweet: bool = False
+    is_reply: bool = False
+    is_quote: bool = False
+    # Filled by the tokenize stage: token ids as little-endian int32 bytes (cheaper to move
+    # between Beam stages than lists or numpy arrays).
+    token_bytes: bytes = field(default=b"", repr=False)
+
+    def replace(self, **changes) -> Tweet:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """Input that could not be turned into a ``Tweet``: written to ``errors/`` with its reason."""
+
+    source_file: str
+    position: int  # record index, or -1 when the failure is not tied to one record
+    reason: str  # a short machine-readable reason, e.g. ``invalid_json``
+    detail: str = ""  # human-readable detail (exception message, offending field)
+    line: int | None = None  # 1-based line number where known
+    byte_offset: int | None = None  # offset into the decompressed stream where known
+    raw: str = ""  # the offending input, truncated to ``MAX_RAW_CHARS``
+
+    MAX_RAW_CHARS = 2000
+
+    def to_json_dict(self) -> dict:
+        return {
+            "source_file": self.source_file,
+            "position": self.position,
+            "line": self.line,
+            "byte_offset": self.byte_offset,
+            "reason": self.reason,
+            "detail": self.detail,
+            "raw": self.raw[: self.MAX_RAW_CHARS],
+        }
+
+
+# Drop reasons. Every stage drops only with one of these, counted per reason in the manifest, so the
+# funnel is stable and ``read = kept + sum(dropped) + errors`` can be checked.
+DROP_DELETE_NOTICE = "delete_notice"  # v1 stream {"delete": ...}
+DROP_STREAM_NOTICE = "stream_notice"  # v1 stream limit/warning/scrub_geo/... notices
+DROP_COMPLIANCE_EVENT = "compliance_event"  # v2 compliance events (delete, withheld, ...)
+DROP_API_ERROR = "api_error"  # v2 ``errors`` entries (inaccessible tweets, media, users)
+DROP_NO_TEXT = "no_text"  # a tweet object without any text (withheld, media-only)
+DROP_RETWEET = "retweet"
+DROP_EMPTY = "empty_after_cleaning"
+DROP_TOO_SHORT = "too_short"
+DROP_LANGUAGE = "language"
+DROP_DUPLICATE_ID = "duplicate_id"  # the same tweet id seen again (overlapping archives)
+DROP_EXACT_DUPLICATE = "exact_duplicate"  # same normalised text as a tweet with a smaller id
+DROP_NEAR_DUPLICATE = "near_duplicate"
+DROP_EMPTY_TOKENS = "no_tokens"

@@ -1,0 +1,98 @@
+"""The Arrow schema of a training shard, and the metadata a trainer needs to trust it.
+
+A shard is an Arrow IPC *file* (``shard-00000-of-00004.arrow``), readable zero-copy with
+``pyarrow.memory_map``. Rows are tweets sorted by ``id``; ``tokens`` holds the token ids with the
+EOS id appended. Schema-level metadata carries the format version and the tokenizer's identity so a
+reader can refuse shards that disagree with each other or with the manifest.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SHARD_FORMAT_VERSION = 1
+
+SHARD_PREFIX = "shard-"
+SHARD_SUFFIX = ".arrow"
+
+# Schema metadata keys (values are UTF-8 strings).
+META_FORMAT_VERSION = "tweetmill.format_version"
+META_TOKENIZER_SHA256 = "tweetmill.tokenizer_sha256"
+META_VOCAB_SIZE = "tweetmill.vocab_size"
+META_EOS_ID = "tweetmill.eos_id"
+META_RUN_FINGERPRINT = "tweetmill.run_fingerprint"
+META_SHARD_INDEX = "tweetmill.shard_index"
+META_NUM_SHARDS = "tweetmill.num_shards"
+
+TOKEN_TYPE = pa.int32()
+
+SHARD_FIELDS: list[pa.Field] = [
+    pa.field("id", pa.int64(), nullable=False),
+    pa.field("id_derived", pa.bool_(), nullable=False),
+    pa.field("created_at", pa.timestamp("ms", tz="UTC")),
+    pa.field("author_id", pa.int64()),
+    pa.field("lang", pa.string(), nullable=False),
+    pa.field("lang_score", pa.float32(), nullable=False),
+    pa.field("twitter_lang", pa.string()),
+    pa.field("source_format", pa.string(), nullable=False),
+    pa.field("source_file", pa.string(), nullable=False),
+    pa.field("is_retweet", pa.bool_(), nullable=False),
+    pa.field("is_reply", pa.bool_(), nullable=False),
+    pa.field("is_quote", pa.bool_(), nullable=False),
+    pa.field("text", pa.string(), nullable=False),
+    pa.field("num_tokens", pa.int32(), nullable=False),
+    pa.field("tokens", pa.list_(pa.field("item", TOKEN_TYPE, nullable=False)), nullable=False),
+]
+
+
+def shard_schema(
+    *,
+    tokenizer_sha256: str,
+    vocab_size: int,
+    eos_id: int,
+    run_fingerprint: str,
+    shard_index: int,
+    num_shards: int,
+) -> pa.Schema:
+    """The schema of one shard, with the metadata that identifies its run and tokenizer."""
+    return pa.schema(
+        SHARD_FIELDS,
+        metadata={
+            META_FORMAT_VERSION: str(SHARD_FORMAT_VERSION),
+            META_TOKENIZER_SHA256: tokenizer_sha256,
+            META_VOCAB_SIZE: str(vocab_size),
+            META_EOS_ID: str(eos_id),
+            META_RUN_FINGERPRINT: run_fingerprint,
+            META_SHARD_INDEX: str(shard_index),
+            META_NUM_SHARDS: str(num_shards),
+        },
+    )
+
+
+def shard_file_name(index: int, num_shards: int) -> str:
+    return f"{SHARD_PREFIX}{index:05d}-of-{num_shards:05d}{SHARD_SUFFIX}"
+
+
+def schema_metadata(schema: pa.Schema) -> dict[str, str]:
+    """Schema metadata decoded to ``str`` (pyarrow stores bytes)."""
+    return {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
+
+
+def check_shard_schema(schema: pa.Schema) -> None:
+    """Raise ``ValueError`` naming the problem if ``schema`` is not a readable tweetmill shard."""
+    meta = schema_metadata(schema)
+    version = meta.get(META_FORMAT_VERSION)
+    if version is None:
+        raise ValueError("not a tweetmill shard: schema has no tweetmill.format_version metadata")
+    if int(version) != SHARD_FORMAT_VERSION:
+        raise ValueError(
+            f"shard format version {version} is not supported (this tweetmill reads {SHARD_FORMAT_VERSION})"
+        )
+    expected = pa.schema(SHARD_FIELDS)
+    for want in expected:
+        idx = schema.get_field_index(want.name)
+        if idx < 0:
+            raise ValueError(f"shard schema lacks column {want.name!r}")
+        got = schema.field(idx)
+        if not got.type.equals(want.type):
+            raise ValueError(f"shard column {want.name!r} has type {got.type}, expected {want.type}")

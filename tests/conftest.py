@@ -1,0 +1,18 @@
+"""Shared test fixtures. ``shared_data`` is the one path helper for ../shared/data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+def shared_data(*parts: str) -> Path:
+    """Path into the read-only corpus beside the project (``../shared/data``); skips if absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data not available: {path}")
+    return path

@@ -1,0 +1,39 @@
+"""Conventions every stage's PTransform follows: output tags and drop accounting."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+# Tagged outputs. A stage's main output holds what it keeps; records it drops are counted under
+# TAG_DROPPED as ``(reason, count)`` pairs; input it cannot understand goes to TAG_DEAD_LETTERS as
+# ``DeadLetter`` records. The pipeline sums these into the manifest's accounting.
+TAG_DROPPED = "dropped"
+TAG_DEAD_LETTERS = "dead_letters"
+
+METRICS_NAMESPACE = "tweetmill"
+
+
+class DropCounter:
+    """Counts drops by reason as Beam metrics (for the runner's UI) and yields tagged counts.
+
+    Create one in ``DoFn.setup``; after each batch, ``emit(counter)`` yields the
+    ``TaggedOutput(TAG_DROPPED, (reason, n))`` values the DoFn must emit.
+    """
+
+    def __init__(self, stage: str):
+        self._stage = stage
+        self._metrics: dict[str, beam.metrics.metricbase.Counter] = {}
+
+    def emit(self, drops: Counter) -> Iterator[beam.pvalue.TaggedOutput]:
+        for reason, count in drops.items():
+            if not count:
+                continue
+            metric = self._metrics.get(reason)
+            if metric is None:
+                metric = self._metrics[reason] = Metrics.counter(METRICS_NAMESPACE, f"dropped_{reason}")
+            metric.inc(count)
+            yield beam.pvalue.TaggedOutput(TAG_DROPPED, (reason, count))
