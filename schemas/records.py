@@ -94,6 +94,7 @@ DROP_STREAM_NOTICE = "stream_notice"  # v1 stream limit/warning/scrub_geo/... no
 DROP_COMPLIANCE_EVENT = "compliance_event"  # v2 compliance events (delete, withheld, ...)
 DROP_API_ERROR = "api_error"  # v2 ``errors`` entries (inaccessible tweets, media, users)
 DROP_NO_TEXT = "no_text"  # a tweet object without any text (withheld, media-only)
+DROP_DELETED_BY_AUTHOR = "deleted_by_author"  # account archives' deleted-tweets.js: honour the deletion
 DROP_RETWEET = "retweet"
 DROP_EMPTY = "empty_after_cleaning"
 DROP_TOO_SHORT = "too_short"
