@@ -1,0 +1,145 @@
+"""The ``tweetmill`` command line: run, stats, train-tokenizer, train, generate."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from rich.console import Console
+
+log = logging.getLogger("tweetmill")
+
+
+def _cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from tweetmill.pipeline.build import OutputExistsError, run
+    from tweetmill.pipeline.options import config_from_args
+    from tweetmill.pipeline.report import print_run_report
+    from tweetmill.transforms.write import AccountingError
+
+    console = Console(stderr=False)
+    config = config_from_args(args)
+    started = time.perf_counter()
+    try:
+        manifest = run(config, beam_args, overwrite=args.overwrite)
+    except OutputExistsError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    except AccountingError as exc:
+        console.print(f"[red]accounting error:[/red] {exc}")
+        return 3
+    print_run_report(console, manifest, config.output, time.perf_counter() - started)
+    return 0 if manifest.counts.balanced else 3
+
+
+def _cmd_stats(args: argparse.Namespace, _: list[str]) -> int:
+    from tweetmill.pipeline.stats import compute_stats, print_stats
+
+    stats = compute_stats(args.shards)
+    if args.json:
+        import json
+
+        print(json.dumps(stats, indent=2, ensure_ascii=False))
+    else:
+        print_stats(Console(), stats)
+    return 0
+
+
+def _cmd_train_tokenizer(args: argparse.Namespace, _: list[str]) -> int:
+    from tweetmill.pipeline.tokenizer_training import train_tokenizer_from_files
+
+    stats = train_tokenizer_from_files(args.inputs, args.output, vocab_size=args.vocab_size, limit=args.limit)
+    Console().print(
+        f"trained a byte-level BPE of {stats['vocab_size']} tokens on {stats['texts']} tweets → {args.output}"
+    )
+    return 0
+
+
+def _train_command(name: str):
+    """Subcommands from gpu_train, imported only when used (torch is an optional extra)."""
+
+    def handler(args: argparse.Namespace, _: list[str]) -> int:
+        from tweetmill.gpu_train import cli as train_cli
+
+        return getattr(train_cli, f"run_{name}")(args) or 0
+
+    return handler
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tweetmill.pipeline.options import add_run_arguments
+
+    parser = argparse.ArgumentParser(prog="tweetmill", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="archives → cleaned, deduplicated, tokenized Arrow shards",
+        description="Run the pipeline. Unknown options are Beam pipeline options (--runner, "
+        "--direct_num_workers, Dataflow's options...); without --runner it runs here, on Beam's "
+        "embedded FnApiRunner.",
+    )
+    add_run_arguments(run)
+    run.set_defaults(handler=_cmd_run)
+
+    stats = sub.add_parser("stats", help="statistics of a shard directory")
+    stats.add_argument("shards", help="shard directory (with manifest.json)")
+    stats.add_argument("--json", action="store_true", help="machine-readable output")
+    stats.set_defaults(handler=_cmd_stats)
+
+    tok = sub.add_parser("train-tokenizer", help="train a byte-level BPE tokenizer on tweet files")
+    tok.add_argument("inputs", nargs="+", help="archive files or globs, any supported format")
+    tok.add_argument("--output", "-o", required=True, help="tokenizer.json to write")
+    tok.add_argument("--vocab-size", type=int, default=16384)
+    tok.add_argument("--limit", type=int, default=None, help="train on at most this many tweets")
+    tok.set_defaults(handler=_cmd_train_tokenizer)
+
+    try:
+        from tweetmill.gpu_train import cli as train_cli
+    except ImportError:  # torch missing: the train commands explain how to get it
+        train_cli = None
+    for name, help_text in (
+        ("train", "train a causal LM on a shard directory"),
+        ("generate", "generate text from a trained checkpoint"),
+    ):
+        cmd = sub.add_parser(name, help=help_text)
+        if train_cli is not None:
+            getattr(train_cli, f"add_{name}_arguments")(cmd)
+            cmd.set_defaults(handler=_train_command(name))
+        else:
+            cmd.set_defaults(
+                handler=lambda *_: sys.exit("torch is not installed: pip install 'tweetmill[train]'")
+            )
+    return parser
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    found = set(parser._option_string_actions)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _option_strings(sub)
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tweetmill.pipeline.options import split_beam_args
+
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command == "run":
+        argv, extra = split_beam_args(argv, _option_strings(parser))
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return args.handler(args, extra)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Pure cores of the filter, dedup, tokenize and write stages, without Beam."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from tweetmill.schemas.manifest import Counts
+from tweetmill.schemas.records import (
+    DROP_EMPTY,
+    DROP_RETWEET,
+    DROP_TOO_SHORT,
+    Tweet,
+    derived_tweet_id,
+)
+from tweetmill.schemas.shard import check_shard_schema, shard_schema
+from tweetmill.transforms.dedup import (
+    dedup_batch,
+    id_survivor_order,
+    normalized_text_key,
+    text_survivor_order,
+)
+from tweetmill.transforms.filter import FilterConfig, content_length, filter_batch
+from tweetmill.transforms.tokenize import TokenizerSpec, encode_batch, load_tokenizer, train_bpe_tokenizer
+from tweetmill.transforms.write import (
+    AccountingError,
+    check_balance,
+    serialize_table,
+    shard_of,
+    tweets_to_table,
+)
+
+
+def tweet(i: int, text: str = "hello there world", **kw) -> Tweet:
+    return Tweet(
+        id=i,
+        text=text,
+        source_format="text",
+        source_file=kw.pop("source_file", "f.txt"),
+        position=kw.pop("position", i),
+        **kw,
+    )
+
+
+def test_derived_ids_are_deterministic_and_in_int63():
+    a = derived_tweet_id("gs://b/x.txt", 7)
+    assert a == derived_tweet_id("gs://b/x.txt", 7)
+    assert a != derived_tweet_id("gs://b/x.txt", 8)
+    assert 0 <= a < 2**63
+
+
+def test_filter_counts_every_drop_by_reason():
+    tweets = [
+        tweet(1, "   "),
+        tweet(2, "RT @someone: a retweeted text that is long"),
+        tweet(3, "a native retweet text is long enough", is_retweet=True),
+        tweet(4, "@user <URL> #hi"),
+        tweet(5, "this one stays in the corpus"),
+    ]
+    kept, drops = filter_batch(tweets, FilterConfig())
+    assert [t.id for t in kept] == [5]
+    assert drops == {DROP_EMPTY: 1, DROP_RETWEET: 2, DROP_TOO_SHORT: 1}
+    assert len(kept) + sum(drops.values()) == len(tweets)
+    kept, drops = filter_batch(tweets, FilterConfig(drop_retweets=False))
+    assert {t.id for t in kept} == {2, 3, 5}
+
+
+def test_content_length_ignores_mentions_urls_placeholders():
+    assert content_length("@a @b https://t.co/x <URL> #") == 0
+    assert content_length("RT @x: hi there") == len("hithere")
+
+
+def test_exact_dedup_keeps_smallest_id_whatever_the_order():
+    texts = ["Same text here", "same   TEXT here", "other text entirely"]
+    tweets = [tweet(i, texts[i % 3]) for i in range(30)]
+    expected = None
+    for seed in range(5):
+        random.Random(seed).shuffle(tweets)
+        survivors, removed = dedup_batch(tweets, lambda t: normalized_text_key(t.text), text_survivor_order)
+        ids = sorted(t.id for t in survivors)
+        assert removed == 30 - 2
+        expected = expected or ids
+        assert ids == expected == [0, 2]
+
+
+def test_id_dedup_prefers_first_file_and_position():
+    copies = [tweet(42, source_file="b.json", position=3), tweet(42, source_file="a.json", position=9)]
+    survivors, removed = dedup_batch(copies, lambda t: t.id, id_survivor_order)
+    assert removed == 1 and survivors[0].source_file == "a.json"
+
+
+def test_shard_assignment_spreads_sequential_ids():
+    counts = np.bincount([shard_of(1_000_000_000_000_000_000 + i, 8) for i in range(8000)], minlength=8)
+    assert counts.min() > 800
+
+
+@pytest.fixture(scope="module")
+def tiny_tokenizer(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
+    texts = ["hello world", "the quick brown fox", "tweets are short"] * 50
+    path.write_text(train_bpe_tokenizer(texts, 300, ["<URL>", "@user"]).to_str())
+    return load_tokenizer(TokenizerSpec(source=str(path)))
+
+
+def test_tokenize_appends_eos_and_placeholders_are_single_tokens(tiny_tokenizer):
+    encoded = encode_batch(tiny_tokenizer, ["hello world", "<URL> @user"])
+    ids = [np.frombuffer(b, dtype="<i4") for b in encoded]
+    assert all(a[-1] == tiny_tokenizer.eos_id for a in ids)
+    assert len(ids[1]) == 4  # <URL>, " ", @user, EOS
+    decoded = tiny_tokenizer.tokenizer.decode(ids[0][:-1].tolist())
+    assert decoded == "hello world"
+
+
+def test_tokenizer_without_eos_is_refused(tmp_path):
+    from tokenizers import Tokenizer, models
+
+    path = tmp_path / "t.json"
+    path.write_text(Tokenizer(models.BPE()).to_str())
+    with pytest.raises(ValueError, match="end-of-document"):
+        load_tokenizer(TokenizerSpec(source=str(path)))
+
+
+def test_shard_table_roundtrips_and_is_byte_deterministic(tiny_tokenizer):
+    tweets = [tweet(i, f"hello world {i}", created_at_ms=1_600_000_000_000 + i) for i in range(5)]
+    encoded = encode_batch(tiny_tokenizer, [t.text for t in tweets])
+    tweets = [t.replace(token_bytes=b) for t, b in zip(tweets, encoded, strict=True)]
+    schema = shard_schema(
+        tokenizer_sha256="abc", vocab_size=300, eos_id=0, run_fingerprint="f", shard_index=0, num_shards=1
+    )
+    data = serialize_table(tweets_to_table(tweets, schema))
+    assert data == serialize_table(tweets_to_table(tweets, schema))
+    table = pa.ipc.open_file(pa.py_buffer(data)).read_all()
+    check_shard_schema(table.schema)
+    assert table.column("tokens").to_pylist()[2] == np.frombuffer(encoded[2], "<i4").tolist()
+    assert table.column("num_tokens").to_pylist() == [len(b) // 4 for b in encoded]
+
+
+def test_unbalanced_counts_fail_loudly():
+    check_balance(Counts(read=10, kept=5, dropped={"retweet": 3}, errors=2))
+    with pytest.raises(AccountingError, match="does not balance"):
+        check_balance(Counts(read=10, kept=5, dropped={"retweet": 3}, errors=1))

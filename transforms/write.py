@@ -1,0 +1,337 @@
+"""Write stage: deterministic Arrow IPC shards, dead-letter files, and the manifest written last.
+
+Shards are a pure function of the kept tweets: a tweet's shard is a hash of its id, rows in a
+shard are sorted by id, so re-runs give byte-identical files whatever the runner or worker count.
+Everything is first written under a temporary directory inside the output; one final step checks
+the accounting, renames the files into place and writes ``manifest.json`` last, so a failed or
+unbalanced run never leaves a shard set that looks complete. All I/O goes through Beam's
+FileSystems, so the same code writes to local disk, ``gs://`` or any Beam filesystem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+from apache_beam.io.filesystems import FileSystems
+from tweetmill.schemas.manifest import MANIFEST_NAME, Counts, Manifest, ShardEntry, TokenizerInfo
+from tweetmill.schemas.records import DeadLetter, Tweet
+from tweetmill.schemas.shard import SHARD_FORMAT_VERSION, SHARD_PREFIX, shard_file_name, shard_schema
+
+log = logging.getLogger(__name__)
+
+ERRORS_DIR = "errors"
+NUM_ERROR_FILES = 16
+RECORD_BATCH_ROWS = 65_536
+_MASK64 = (1 << 64) - 1
+
+
+class AccountingError(RuntimeError):
+    """The run's counts do not balance: some record went missing or was counted twice."""
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    output: str  # the shard directory: local path or any Beam filesystem URL
+    run_fingerprint: str
+    tokenizer: TokenizerInfo
+    num_shards: int | None = None  # fixed shard count; None: from rows_per_shard
+    rows_per_shard: int = 500_000
+    config: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    created_by: str = ""
+
+    @property
+    def temp_dir(self) -> str:
+        return FileSystems.join(self.output, f"_tmp-{self.run_fingerprint[:16]}")
+
+    def shards_for(self, rows: int) -> int:
+        if self.num_shards:
+            return self.num_shards
+        return max(1, math.ceil(rows / self.rows_per_shard))
+
+
+def shard_of(tweet_id: int, num_shards: int) -> int:
+    """The shard a tweet id belongs to: splitmix64 of the id, so time-ordered ids spread evenly."""
+    z = (tweet_id + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return (z ^ (z >> 31)) % num_shards
+
+
+def tweets_to_table(tweets: list[Tweet], schema: pa.Schema) -> pa.Table:
+    """The shard table of ``tweets`` (already in shard order), tokens as one flat int32 buffer."""
+    token_arrays = [np.frombuffer(t.token_bytes, dtype="<i4") for t in tweets]
+    lengths = np.fromiter((len(a) for a in token_arrays), dtype=np.int32, count=len(tweets))
+    offsets = np.zeros(len(tweets) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    values = np.concatenate(token_arrays) if token_arrays else np.zeros(0, dtype="<i4")
+    tokens = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values), type=schema.field("tokens").type)
+    columns = {
+        "id": pa.array([t.id for t in tweets], pa.int64()),
+        "id_derived": pa.array([t.id_derived for t in tweets], pa.bool_()),
+        "created_at": pa.array([t.created_at_ms for t in tweets], pa.timestamp("ms", tz="UTC")),
+        "author_id": pa.array([t.author_id for t in tweets], pa.int64()),
+        "lang": pa.array([t.lang for t in tweets], pa.string()),
+        "lang_score": pa.array([t.lang_score for t in tweets], pa.float32()),
+        "twitter_lang": pa.array([t.twitter_lang for t in tweets], pa.string()),
+        "source_format": pa.array([t.source_format for t in tweets], pa.string()),
+        "source_file": pa.array([t.source_file for t in tweets], pa.string()),
+        "is_retweet": pa.array([t.is_retweet for t in tweets], pa.bool_()),
+        "is_reply": pa.array([t.is_reply for t in tweets], pa.bool_()),
+        "is_quote": pa.array([t.is_quote for t in tweets], pa.bool_()),
+        "text": pa.array([t.text for t in tweets], pa.string()),
+        "num_tokens": pa.array(lengths, pa.int32()),
+        "tokens": tokens,
+    }
+    return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
+
+
+def serialize_table(table: pa.Table) -> bytes:
+    """An uncompressed Arrow IPC file (memory-mappable, zero-copy readable)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=RECORD_BATCH_ROWS)
+    return sink.getvalue().to_pybytes()
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    with FileSystems.create(path, compression_type="uncompressed") as f:
+        f.write(data)
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    entry: ShardEntry
+    temp_path: str
+
+
+def write_shard(spec: OutputSpec, index: int, num_shards: int, tweets: Iterable[Tweet]) -> WrittenFile:
+    ordered = sorted(tweets, key=lambda t: t.id)
+    schema = shard_schema(
+        tokenizer_sha256=spec.tokenizer.sha256,
+        vocab_size=spec.tokenizer.vocab_size,
+        eos_id=spec.tokenizer.eos_id,
+        run_fingerprint=spec.run_fingerprint,
+        shard_index=index,
+        num_shards=num_shards,
+    )
+    table = tweets_to_table(ordered, schema)
+    data = serialize_table(table)
+    name = shard_file_name(index, num_shards)
+    temp_path = FileSystems.join(spec.temp_dir, name)
+    write_bytes(temp_path, data)
+    tokens = int(pa.compute.sum(table.column("num_tokens")).as_py() or 0)
+    entry = ShardEntry(
+        file=name,
+        rows=table.num_rows,
+        tokens=tokens,
+        bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    return WrittenFile(entry, temp_path)
+
+
+def dead_letter_file_of(letter: DeadLetter) -> int:
+    digest = hashlib.blake2b(letter.source_file.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % NUM_ERROR_FILES
+
+
+def write_dead_letters(spec: OutputSpec, index: int, letters: Iterable[DeadLetter]) -> tuple[str, str, int]:
+    ordered = sorted(
+        letters, key=lambda d: (d.source_file, d.position, d.line or 0, d.byte_offset or 0, d.reason)
+    )
+    data = "".join(json.dumps(d.to_json_dict(), ensure_ascii=False) + "\n" for d in ordered).encode("utf-8")
+    name = f"{ERRORS_DIR}/errors-{index:05d}-of-{NUM_ERROR_FILES:05d}.jsonl"
+    temp_path = FileSystems.join(spec.temp_dir, name)
+    write_bytes(temp_path, data)
+    return name, temp_path, len(ordered)
+
+
+class _WriteShardFn(beam.DoFn):
+    def __init__(self, spec: OutputSpec):
+        self._spec = spec
+
+    def process(self, keyed, num_shards: int) -> Iterator[WrittenFile]:
+        index, tweets = keyed
+        yield write_shard(self._spec, index, num_shards, tweets)
+
+
+class WriteShards(beam.PTransform):
+    """Tokenized tweets → ``written``: one ``WrittenFile`` per non-empty shard (in the temp
+    directory), and ``num_shards``: the shard count, decided from the number of kept tweets."""
+
+    def __init__(self, spec: OutputSpec):
+        super().__init__()
+        self._spec = spec
+
+    def expand(self, tweets):
+        spec = self._spec
+        num_shards = (
+            tweets | "CountKept" >> beam.combiners.Count.Globally() | "NumShards" >> beam.Map(spec.shards_for)
+        )
+        written = (
+            tweets
+            | "AssignShard"
+            >> beam.Map(lambda t, n: (shard_of(t.id, n), t), n=beam.pvalue.AsSingleton(num_shards))
+            | "GroupByShard" >> beam.GroupByKey()
+            | "WriteShard" >> beam.ParDo(_WriteShardFn(spec), num_shards=beam.pvalue.AsSingleton(num_shards))
+        )
+        return {"written": written, "num_shards": num_shards}
+
+
+class WriteDeadLetters(beam.PTransform):
+    """Dead letters → JSON-lines files under ``errors/``; outputs ``(name, temp_path, count)``."""
+
+    def __init__(self, spec: OutputSpec):
+        super().__init__()
+        self._spec = spec
+
+    def expand(self, letters):
+        spec = self._spec
+        return (
+            letters
+            | "AssignFile" >> beam.Map(lambda d: (dead_letter_file_of(d), d))
+            | "GroupByFile" >> beam.GroupByKey()
+            | "WriteFile" >> beam.MapTuple(lambda index, group: write_dead_letters(spec, index, group))
+        )
+
+
+# --- finalize -----------------------------------------------------------------------------------
+
+
+def build_manifest(
+    spec: OutputSpec,
+    shards: list[ShardEntry],
+    read: int,
+    dropped: dict[str, int],
+    errors: int,
+    error_files: list[str],
+    stages: dict[str, Any],
+) -> Manifest:
+    counts = Counts(
+        read=read,
+        kept=sum(s.rows for s in shards),
+        dropped={k: v for k, v in sorted(dropped.items()) if v},
+        errors=errors,
+    )
+    return Manifest(
+        run_fingerprint=spec.run_fingerprint,
+        shard_format_version=SHARD_FORMAT_VERSION,
+        tokenizer=spec.tokenizer,
+        counts=counts,
+        shards=sorted(shards, key=lambda s: s.file),
+        config=spec.config,
+        error_files=sorted(error_files),
+        stages=stages,
+        created_by=spec.created_by,
+    )
+
+
+def check_balance(counts: Counts) -> None:
+    if not counts.balanced:
+        raise AccountingError(
+            f"accounting does not balance: read={counts.read} but kept={counts.kept} + "
+            f"dropped={sum(counts.dropped.values())} {dict(counts.dropped)} + errors={counts.errors} "
+            f"= {counts.accounted}; the shards were NOT published"
+        )
+
+
+def _ensure_dir(path: str) -> None:
+    """Local filesystems need the directory before a rename into it; object stores do not."""
+    if not FileSystems.exists(path):
+        FileSystems.mkdirs(path)
+
+
+def _existing(pattern: str) -> list[str]:
+    result = FileSystems.match([pattern])[0]
+    return [m.path for m in result.metadata_list]
+
+
+def publish(
+    spec: OutputSpec, written: list[WrittenFile], error_files: list[tuple[str, str, int]], manifest: Manifest
+) -> None:
+    """Move the run's files into place; the manifest goes last and only after the rest is there."""
+    out = spec.output
+    manifest_path = FileSystems.join(out, MANIFEST_NAME)
+    if FileSystems.exists(manifest_path):
+        FileSystems.delete([manifest_path])  # the directory stops looking complete first
+    stale = _existing(FileSystems.join(out, f"{SHARD_PREFIX}*")) + _existing(
+        FileSystems.join(out, ERRORS_DIR, "errors-*")
+    )
+    if stale:
+        FileSystems.delete(stale)
+    sources = [w.temp_path for w in written] + [temp for _, temp, _ in error_files]
+    targets = [FileSystems.join(out, w.entry.file) for w in written] + [
+        FileSystems.join(out, name) for name, _, _ in error_files
+    ]
+    if sources:
+        if error_files:
+            _ensure_dir(FileSystems.join(out, ERRORS_DIR))
+        FileSystems.rename(sources, targets)
+    temp_manifest = FileSystems.join(spec.temp_dir, MANIFEST_NAME)
+    write_bytes(temp_manifest, manifest.to_json().encode("utf-8"))
+    FileSystems.rename([temp_manifest], [manifest_path])
+    FileSystems.delete([spec.temp_dir])
+
+
+def fill_missing_shards(spec: OutputSpec, written: list[WrittenFile], num_shards: int) -> list[WrittenFile]:
+    """Empty shards for indices no tweet hashed to, so the set is always ``-of-N`` complete."""
+    present = {w.entry.file for w in written}
+    missing = [i for i in range(num_shards) if shard_file_name(i, num_shards) not in present]
+    return written + [write_shard(spec, i, num_shards, []) for i in missing]
+
+
+class _FinalizeFn(beam.DoFn):
+    def __init__(self, spec: OutputSpec):
+        self._spec = spec
+
+    def process(self, _, num_shards, written, error_files, read, dropped, stages) -> Iterator[str]:
+        spec = self._spec
+        written = fill_missing_shards(spec, list(written), num_shards)
+        manifest = build_manifest(
+            spec,
+            [w.entry for w in written],
+            read=read,
+            dropped=dict(dropped),
+            errors=sum(n for _, _, n in error_files),
+            error_files=[name for name, _, _ in error_files],
+            stages=dict(stages),
+        )
+        check_balance(manifest.counts)
+        publish(spec, written, list(error_files), manifest)
+        log.info("published %d shards to %s", len(written), spec.output)
+        yield manifest.to_json()
+
+
+class Finalize(beam.PTransform):
+    """Check the accounting, publish shards and dead letters, write ``manifest.json`` last."""
+
+    def __init__(self, spec: OutputSpec, *, num_shards, written, error_files, read, dropped, stages):
+        super().__init__()
+        self._spec = spec
+        self._inputs = (num_shards, written, error_files, read, dropped, stages)
+
+    def expand(self, pbegin):
+        num_shards, written, error_files, read, dropped, stages = self._inputs
+        return (
+            pbegin
+            | "Once" >> beam.Create([None])
+            | "CheckAndPublish"
+            >> beam.ParDo(
+                _FinalizeFn(self._spec),
+                num_shards=beam.pvalue.AsSingleton(num_shards),
+                written=beam.pvalue.AsList(written),
+                error_files=beam.pvalue.AsList(error_files),
+                read=beam.pvalue.AsSingleton(read),
+                dropped=beam.pvalue.AsList(dropped),
+                stages=beam.pvalue.AsList(stages),
+            )
+        )
