@@ -1,0 +1,759 @@
+"""Language identification for tweets.
+
+Two engines answer the same ``LanguageDetector`` protocol:
+
+``profiles`` (default)
+    langdetect's own 55 shipped n-gram profiles, scored *exactly*: every 1-3-gram langdetect
+    would extract from a text contributes ``log(alpha / BASE_FREQ + p(gram | lang))``, the factor
+    langdetect's random-sampling loop multiplies for a random subset of them (7 trials, seeded).
+    No sampling means no seed, answers identical bit for bit in every process, at every batch
+    size and batch order, and a vectorised hot path: the batch is one string for the regexes and
+    one code-point array for numpy; characters go through lookup tables built from langdetect's
+    own ``NGram.normalize``; the longest profile n-gram ending at each position is found in an
+    open-addressing hash table (its shorter suffixes are pre-summed into its row), and rows are
+    gathered and summed per text with ``take``/``reduceat``. No Python loop runs per n-gram or
+    per text. The feature extraction is checked against langdetect's in ``tests/test_langid.py``.
+
+``langdetect``
+    The reference: langdetect itself, one text at a time, seed fixed, on the same cleaned text.
+
+Both see the *tweet-aware* text (``Cleaning``): URLs, @mentions, e-mail addresses, HTML
+entities, the clean stage's ``<PLACEHOLDER>``s and ``RT`` markers removed; ``#`` signs, emoji,
+numbers and punctuation turned into spaces; capital words lower-cased (langdetect skips them);
+elongations and laughter squeezed; fancy-font letters NFKC-normalised. Below ``min_confidence``,
+or with fewer than ``min_chars`` letters left, the answer is ``und``. The bench
+(``bench/bench_langid.py``) measures each step, the engines' speed and their accuracy.
+
+``resolve_language`` combines the detector's answer with Twitter's own ``lang`` tag into the
+language the filter uses.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import re
+import threading
+import unicodedata
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from tweetmill.schemas.records import UNDETERMINED_LANGUAGE
+
+log = logging.getLogger(__name__)
+
+UND = UNDETERMINED_LANGUAGE
+ENGINES: tuple[str, ...] = ("profiles", "langdetect")
+
+# langdetect's constants (detector.py): the smoothing weight added to every n-gram probability is
+# ALPHA / BASE_FREQ, and only the first MAX_TEXT_LENGTH characters of a text are read.
+LANGDETECT_ALPHA = 0.5
+BASE_FREQ = 10000
+MAX_TEXT_LENGTH = 10000
+
+# Exact inference sums the log-likelihood of every n-gram, so the raw posterior saturates at 1.0
+# after a dozen grams even when the text is ambiguous. Overlapping 1-3-grams are far from
+# independent (each character sits in six of them), so the log-likelihood is divided by this
+# temperature before the softmax. Fitted (maximum likelihood) on the XLM-T *train* split with
+# bench/bench_langid.py --calibrate; accuracy is reported on the test split and on TweetLID.
+DEFAULT_TEMPERATURE = 4.5
+# The smoothing weight: langdetect's own by default (see the bench for the alpha sweep).
+DEFAULT_ALPHA = LANGDETECT_ALPHA
+
+
+@runtime_checkable
+class LanguageDetector(Protocol):
+    """What the filter stage needs: a name and one call per batch."""
+
+    name: str
+
+    def detect_batch(self, texts: list[str]) -> list[tuple[str, float]]:
+        """One ``(language code, confidence in [0, 1])`` per text, ``und`` when undetermined."""
+        ...
+
+
+# ----------------------------------------------------------------------------------------------
+# Tweet-aware cleaning
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cleaning:
+    """Which tweet-aware cleaning steps run before detection (the bench measures each)."""
+
+    noise: bool = True  # URLs, @mentions, HTML entities, <PLACEHOLDER>s, RT markers -> space
+    non_letters: bool = True  # '#', emoji, numbers, punctuation, symbols -> space
+    lower_caps: bool = True  # words in capitals -> lower case (langdetect skips capital words)
+    squeeze: bool = True  # elongations and laughter cut to two repeats: soooo -> soo, jajaja -> jaja
+    nfkc: bool = True  # compatibility letters (fancy fonts, full-width, circled) -> NFKC
+
+
+TWEET_CLEANING = Cleaning()
+NO_CLEANING = Cleaning(noise=False, non_letters=False, lower_caps=False, squeeze=False, nfkc=False)
+
+# Replaced by a space. One dispatch character starts every alternative, so the regex engine
+# scans for that set instead of trying eight alternatives at every position (10x faster).
+_TWEET_NOISE_RE = re.compile(
+    r"""
+    [hwp@&<R](?:
+        (?<=h)ttps?://[^\s\x00]+                          # URLs (\x00 separates texts)
+      | (?<![0-9A-Za-z_]h)(?<=h)ttps?\b                   # anonymised URLs: a bare "http"
+      | (?<![0-9A-Za-z_]w)(?<=w)ww\.[^\s\x00]+            # www.example.com
+      | (?<=p)ic\.twitter\.com/[^\s\x00]+                 # media links
+      | (?<=@)[0-9A-Za-z_]+                               # @mentions (also the anonymised @user)
+      | (?<=&)(?:[A-Za-z]+|\#[0-9]+|\#[xX][0-9A-Fa-f]+);  # HTML entities (&amp; in API text)
+      | (?<=<)[A-Z][A-Z_]*>                               # the clean stage's <PLACEHOLDER>s
+      | (?<![0-9A-Za-z_]R)(?<=R)T\b                       # RT markers
+    )""",
+    re.VERBOSE,
+)
+# Letters in compatibility forms: "fancy font" math alphanumerics, full- and half-width forms,
+# circled and squared letters, letterlike symbols, ligatures and Arabic presentation forms. Only
+# these runs are NFKC-normalised: whole-text NFKC would cost 15% of the detector's time.
+_COMPAT_RE = re.compile(
+    "[\u2100-\u214f\u2460-\u24ff\ufb00-\ufdff\ufe70-\ufeff\uff00-\uffef"
+    "\U0001d400-\U0001d7ff\U0001f100-\U0001f1ff]+"
+)
+_VI_MARK_RE = re.compile("[\u0300\u0301\u0303\u0309\u0323]")  # what NGram.normalize_vi rewrites
+_SEP = "\x00"  # joins a batch into one string; never survives inside a text (see _join)
+
+
+def _join(texts: list[str]) -> str:
+    """One string for the whole batch, texts separated by NUL, so each regex runs once a batch."""
+    joined = _SEP.join(texts)
+    if joined.count(_SEP) != len(texts) - 1:  # a text with NULs of its own: rare, so slow is fine
+        joined = _SEP.join(t.replace(_SEP, " ") for t in texts)
+    return joined
+
+
+def _to_codes(joined: str) -> np.ndarray:
+    """Code points of ``NUL + joined``: every text, the first too, starts after a NUL."""
+    data = (_SEP + joined).encode("utf-32-le", "surrogatepass")
+    return np.frombuffer(data, dtype="<u4").astype(np.int32)
+
+
+def _from_codes(codes: np.ndarray) -> list[str]:
+    """Inverse of ``_to_codes``: the texts of a batch."""
+    text = codes.astype("<u4").tobytes().decode("utf-32-le", "surrogatepass")
+    return text[1:].split(_SEP)
+
+
+# ----------------------------------------------------------------------------------------------
+# The profile model: langdetect's profiles and character normalisation as numpy tables
+# ----------------------------------------------------------------------------------------------
+
+_SPACE = 1  # the digit of ' ' in n-gram keys; 0 is "no character", so keys of any length differ
+_N_CODEPOINTS = 0x110000
+# Above this (planes 14-16: tags, variation selectors, private use) no character is upper case
+# or a letter; variation selectors are marks, but not letters for us.
+_LAST_LETTER = 0x323FF
+_HASH_MULT = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing
+
+
+@dataclass(frozen=True, eq=False)
+class _ProfileModel:
+    """Everything inference needs, built once per process from langdetect's installed files."""
+
+    langs: tuple[str, ...]
+    radix: int  # n-gram key = (d1 * radix + d2) * radix + d3, d = the characters' digits
+    digit: np.ndarray  # int16[code point]: digit of the langdetect-normalised character
+    upper: np.ndarray  # bool[code point]: the normalised character is upper case
+    letter: np.ndarray  # bool[code point]: a letter or combining mark (tweet-aware cleaning)
+    lower: np.ndarray  # int32[code point]: its lower-case form (first code point of it)
+    keys: np.ndarray  # int64[V]: key of every n-gram in any profile
+    suffixes: np.ndarray  # int32[V, 3]: rows of the gram and of its shorter suffixes, -1: none
+    n_suffixes: np.ndarray  # int32[V]: how many of those exist (the n-grams a match counts)
+    # p(gram | lang) = freq / n_words[len(gram) - 1], langdetect's word_lang_prob_map, sparse
+    # (184k of 4.8M entries): row, language column and value of each non-zero.
+    prob_rows: np.ndarray
+    prob_cols: np.ndarray
+    prob_vals: np.ndarray
+    hash_keys: np.ndarray  # int64[2**hash_bits]: open-addressing table of keys, -1 = empty
+    hash_rows: np.ndarray  # int32[2**hash_bits]: their rows
+    hash_bits: int
+    _tables: dict  # alpha -> float32[L, V] log table summed over suffixes (see log_table)
+
+    def log_table(self, alpha: float) -> np.ndarray:
+        """``table[l, g]`` = sum of ``log(alpha / BASE_FREQ + p(s | l))`` over the profile grams
+        ``s`` among the suffixes of ``g`` (``g`` itself included).
+
+        Matching the longest profile n-gram that ends at a position then costs one row instead
+        of three: its shorter suffixes end there too and are exactly the other grams langdetect
+        counts at that position.
+        """
+        table = self._tables.get(alpha)
+        if table is None:
+            weight = alpha / BASE_FREQ
+            base = np.full((len(self.keys), len(self.langs)), np.log(weight))
+            base[self.prob_rows, self.prob_cols] = np.log(weight + self.prob_vals)
+            summed = np.zeros_like(base)
+            for k in range(3):
+                rows = self.suffixes[:, k]
+                has = rows >= 0
+                summed[has] += base[rows[has]]
+            table = np.ascontiguousarray(summed.T.astype(np.float32))
+            self._tables[alpha] = table
+        return table
+
+    def lookup(self, keys: np.ndarray) -> np.ndarray:
+        """Row of each key in the profiles, -1 where none (vectorised linear probing)."""
+        mask = (1 << self.hash_bits) - 1
+        slot = ((keys.astype(np.uint64) * _HASH_MULT) >> np.uint64(64 - self.hash_bits)).astype(np.int64)
+        rows = np.full(len(keys), -1, dtype=np.int32)
+        todo = np.arange(len(keys))
+        pending = keys
+        while len(todo):
+            found = self.hash_keys[slot]
+            match = found == pending
+            rows[todo[match]] = self.hash_rows[slot[match]]
+            again = (found != -1) & ~match
+            todo, pending, slot = todo[again], pending[again], (slot[again] + 1) & mask
+        return rows
+
+
+_MODEL: _ProfileModel | None = None
+_MODEL_LOCK = threading.Lock()
+
+
+def profiles_directory() -> str:
+    """The profile files of the installed langdetect (the project pins its version)."""
+    from langdetect.detector_factory import PROFILES_DIRECTORY
+
+    return PROFILES_DIRECTORY
+
+
+def _character_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per code point: upper case?, letter or combining mark?, lower-case form."""
+    upper = np.zeros(_N_CODEPOINTS, dtype=bool)
+    letter = np.zeros(_N_CODEPOINTS, dtype=bool)
+    lower = np.arange(_N_CODEPOINTS, dtype=np.int32)
+    category = unicodedata.category
+    for cp in range(_LAST_LETTER + 1):
+        ch = chr(cp)
+        cat = category(ch)
+        if cat[0] == "L" or cat in ("Mn", "Mc"):
+            letter[cp] = True
+        if ch.isupper():
+            upper[cp] = True
+            low = ch.lower()
+            lower[cp] = ord(low[0])
+    letter[0xFE00:0xFE10] = False  # variation selectors: emoji presentation, not letters
+    letter[0xE0100:0xE01F0] = False
+    return upper, letter, lower
+
+
+def _build_hash(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    bits = max(10, int(np.ceil(np.log2(len(keys) * 3))))  # load factor <= 1/3: short probes
+    mask = (1 << bits) - 1
+    table_keys = np.full(1 << bits, -1, dtype=np.int64)
+    table_rows = np.zeros(1 << bits, dtype=np.int32)
+    slots = ((keys.astype(np.uint64) * _HASH_MULT) >> np.uint64(64 - bits)).astype(np.int64)
+    for row, (key, slot) in enumerate(zip(keys.tolist(), slots.tolist(), strict=True)):
+        while table_keys[slot] != -1:
+            slot = (slot + 1) & mask
+        table_keys[slot] = key
+        table_rows[slot] = row
+    return table_keys, table_rows, bits
+
+
+def _build_model() -> _ProfileModel:
+    from langdetect.utils.ngram import NGram
+
+    directory = profiles_directory()
+    langs: list[str] = []
+    freqs: list[dict[str, int]] = []
+    n_words: list[list[int]] = []
+    for filename in sorted(os.listdir(directory)):
+        path = os.path.join(directory, filename)
+        if filename.startswith(".") or not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8") as f:
+            profile = json.load(f)
+        langs.append(profile["name"])
+        freqs.append(profile["freq"])
+        n_words.append(profile["n_words"])
+
+    grams = sorted({g for freq in freqs for g in freq if 1 <= len(g) <= 3})
+    row_of = {g: i for i, g in enumerate(grams)}
+    alphabet = sorted({ch for g in grams for ch in g} - {" "})
+    digit_of = {" ": _SPACE} | {ch: i + 2 for i, ch in enumerate(alphabet)}
+    unknown = len(alphabet) + 2  # a character in no profile: n-grams with it match nothing
+    radix = unknown + 1
+
+    keys = np.zeros(len(grams), dtype=np.int64)
+    suffixes = np.full((len(grams), 3), -1, dtype=np.int32)
+    for i, gram in enumerate(grams):
+        key = 0
+        for ch in gram:
+            key = key * radix + digit_of[ch]
+        keys[i] = key
+        for k in range(len(gram)):
+            suffixes[i, k] = row_of.get(gram[k:], -1)
+    n_suffixes = (suffixes >= 0).sum(axis=1).astype(np.int32)
+    entries = [
+        (row_of[gram], j, count / nw[len(gram) - 1])
+        for j, (freq, nw) in enumerate(zip(freqs, n_words, strict=True))
+        for gram, count in freq.items()
+        if 1 <= len(gram) <= 3
+    ]
+    prob_rows, prob_cols, prob_vals = (np.array(column) for column in zip(*entries, strict=True))
+
+    upper_raw, letter, lower = _character_tables()
+    # NGram.normalize only changes BMP characters; the others stay themselves.
+    digit = np.full(_N_CODEPOINTS, unknown, dtype=np.int16)
+    upper = upper_raw.copy()
+    for cp in range(0x10000):
+        ch = NGram.normalize(chr(cp))
+        digit[cp] = digit_of.get(ch, unknown)
+        upper[cp] = ch.isupper()
+    digit[0] = _SPACE  # the batch separator reads as a space (NGram.normalize agrees)
+    upper[0] = False
+    hash_keys, hash_rows, hash_bits = _build_hash(keys)
+    log.debug("langid: %d profiles, %d n-grams, %d characters", len(langs), len(grams), len(alphabet))
+    return _ProfileModel(
+        langs=tuple(langs), radix=radix, digit=digit, upper=upper, letter=letter, lower=lower,
+        keys=keys, suffixes=suffixes, n_suffixes=n_suffixes,
+        prob_rows=prob_rows.astype(np.int32), prob_cols=prob_cols.astype(np.int16),
+        prob_vals=prob_vals.astype(np.float64),
+        hash_keys=hash_keys, hash_rows=hash_rows, hash_bits=hash_bits, _tables={},
+    )
+
+
+def load_profile_model() -> _ProfileModel:
+    """The process-wide model: built on first use (about 1-2 s), then shared by all detectors."""
+    global _MODEL
+    if _MODEL is None:
+        with _MODEL_LOCK:
+            if _MODEL is None:
+                _MODEL = _build_model()
+    return _MODEL
+
+
+# ----------------------------------------------------------------------------------------------
+# Batch preparation, shared by both engines
+# ----------------------------------------------------------------------------------------------
+
+
+def _prepare_codes(texts: list[str], model: _ProfileModel, cleaning: Cleaning) -> np.ndarray:
+    """Code points of the batch (a NUL before each text) as langdetect's ``Detector.append``
+    leaves them (URLs and e-mail addresses out, Vietnamese marks composed), after the tweet-aware
+    ``cleaning``. String work runs once per batch on the joined texts."""
+    from langdetect.detector import Detector
+    from langdetect.utils.ngram import NGram
+
+    joined = _join(texts)
+    if cleaning.nfkc and _COMPAT_RE.search(joined):
+        joined = _COMPAT_RE.sub(lambda m: unicodedata.normalize("NFKC", m.group()), joined)
+    if cleaning.noise:  # e-mail addresses first, or the mention rule would cut them in two
+        if "@" in joined:
+            joined = Detector.MAIL_RE.sub(" ", joined)
+        joined = _TWEET_NOISE_RE.sub(" ", joined)
+    if "://" in joined:
+        joined = Detector.URL_RE.sub(" ", joined)
+    if not cleaning.noise and "@" in joined:
+        joined = Detector.MAIL_RE.sub(" ", joined)
+    if _VI_MARK_RE.search(joined):
+        joined = NGram.normalize_vi(joined)
+    codes = _to_codes(joined)
+    if cleaning.non_letters:
+        codes = np.where(model.letter[codes] | (codes == 0), codes, 32).astype(np.int32)
+    if cleaning.lower_caps:
+        # A character in a run of two or more capitals: langdetect would skip it (its profiles
+        # skipped such words too), so shouted words would leave nothing to score.
+        up = model.upper[codes]
+        run = up.copy()
+        run[1:] &= up[:-1]
+        run[:-1] |= run[1:]
+        if run.any():
+            codes = np.where(run, model.lower[codes], codes)
+    if cleaning.squeeze:
+        codes = _squeeze(codes)
+    return codes
+
+
+def _squeeze(codes: np.ndarray) -> np.ndarray:
+    """Drop the third and later repeats of a 1- or 2-character pattern (``cooool`` -> ``cool``,
+    ``jajajaja`` -> ``jaja``): their n-grams would swamp the rest of a short tweet, and
+    ``jajaja`` reads as Estonian or Finnish (*ja*) to the profiles. Never across a space or a
+    separator."""
+    c = codes
+    word = (c != 0) & (c != 32)  # patterns within a word only: "a a a" stays
+    drop = np.zeros(len(c), dtype=bool)
+    drop[2:] = (c[2:] == c[1:-1]) & (c[2:] == c[:-2])
+    drop[4:] |= (c[4:] == c[2:-2]) & (c[2:-2] == c[:-4]) & (c[3:-1] == c[1:-3]) & word[3:-1]
+    drop &= word
+    return c[~drop] if drop.any() else c
+
+
+def _segments(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start index (the NUL) of each text, and each position's text number."""
+    sep = codes == 0
+    return np.flatnonzero(sep), np.cumsum(sep) - 1
+
+
+def letter_counts(codes: np.ndarray, model: _ProfileModel) -> np.ndarray:
+    """Per text: characters that are not spaces once langdetect has normalised them."""
+    starts, seg = _segments(codes)
+    visible = model.digit[codes] != _SPACE
+    return np.bincount(seg[visible], minlength=len(starts))
+
+
+def tweet_clean(texts: list[str], cleaning: Cleaning = TWEET_CLEANING) -> list[str]:
+    """The text the detectors see (for inspection, and as the langdetect engine's input)."""
+    if not texts:
+        return []
+    return _from_codes(_prepare_codes(texts, load_profile_model(), cleaning))
+
+
+# ----------------------------------------------------------------------------------------------
+# The profiles engine
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchScores:
+    """Per-text scores before any decision: for the detector, the bench and calibration."""
+
+    loglik: np.ndarray  # float[S, L]: sum of log(alpha / BASE_FREQ + p) over the text's n-grams
+    n_grams: np.ndarray  # int[S]: n-grams found in the profiles (langdetect's feature count)
+    letters: np.ndarray  # int[S]: non-space characters left after cleaning
+
+
+def score_codes(codes: np.ndarray, model: _ProfileModel, alpha: float) -> BatchScores:
+    """Exact langdetect log-likelihoods for every text of a batch from ``_prepare_codes``.
+
+    Reproduces ``Detector.append``'s length limit, ``Detector.cleaning_text``,
+    ``Detector._extract_ngrams`` and ``NGram.add_char`` (normalisation, the word buffer, the
+    capital-word rule) with array operations over all positions of all texts at once.
+    """
+    starts, seg = _segments(codes)
+    n_texts = len(starts)
+
+    # Detector.append reads at most MAX_TEXT_LENGTH characters of a text.
+    longest = np.diff(np.append(starts, len(codes))).max() - 1
+    if longest > MAX_TEXT_LENGTH:
+        codes = codes[np.arange(len(codes)) - starts[seg] <= MAX_TEXT_LENGTH]
+        starts, seg = _segments(codes)
+
+    # Detector.cleaning_text: a text with more than twice as many non-Latin characters as Latin
+    # ones ('A'..'z') loses its Latin characters.
+    latin = (codes >= 0x41) & (codes <= 0x7A)
+    non_latin = (codes >= 0x300) & ((codes < 0x1E00) | (codes > 0x1EFF))
+    n_latin = np.bincount(seg[latin], minlength=n_texts)
+    drop_latin = n_latin * 2 < np.bincount(seg[non_latin], minlength=n_texts)
+    if drop_latin.any():
+        codes = codes[~(latin & drop_latin[seg])]
+        starts, seg = _segments(codes)
+
+    # NGram.add_char + Detector._extract_ngrams at every position. The buffer holds the current
+    # word after a space; at each character langdetect counts the 1-, 2- and 3-grams ending
+    # there that are in a profile, except the lone space, two spaces, a 3-gram reaching across a
+    # space (the buffer restarts after one), and everything at a character that continues a
+    # capital word (it and the one before are upper case). Nothing is counted at separators.
+    d = model.digit[codes].astype(np.int64)
+    up = model.upper[codes]
+    sep = codes == 0
+    d1 = np.empty_like(d)  # the previous character
+    d1[0] = _SPACE
+    d1[1:] = d[:-1]
+    ok = ~sep
+    ok[1:] &= ~(up[1:] & up[:-1])
+    is_space = d == _SPACE
+    prev_space = d1 == _SPACE
+    r = model.radix
+
+    # The longest profile n-gram ending at each position; its suffixes are the shorter ones
+    # (log_table sums them). Where a 3-gram counts, 2- and 1-grams count too; where a 2-gram
+    # counts, so does the 1-gram unless it is the space, which no profile has.
+    row = np.full(len(d), -1, dtype=np.int32)
+    at = np.flatnonzero(ok & ~prev_space)
+    if len(at):
+        row[at] = model.lookup((d[at - 2] * r + d1[at]) * r + d[at])  # at >= 2: a NUL precedes
+    at = np.flatnonzero(ok & ~(is_space & prev_space) & (row < 0))
+    if len(at):
+        row[at] = model.lookup(d1[at] * r + d[at])
+    at = np.flatnonzero(ok & ~is_space & (row < 0))
+    if len(at):
+        row[at] = model.lookup(d[at])
+
+    hit = row >= 0
+    rows = row[hit]
+    text_of = seg[hit]  # non-decreasing: positions are in text order
+    per_text = np.bincount(text_of, minlength=n_texts)
+    table = model.log_table(alpha)
+    loglik = np.zeros((n_texts, table.shape[0]), dtype=np.float32)
+    if len(rows):
+        first = np.concatenate(([0], np.cumsum(per_text)[:-1]))
+        has = per_text > 0
+        sums = np.add.reduceat(table.take(rows, axis=1), first[has], axis=1)
+        loglik[has] = sums.T
+    n_grams = np.bincount(text_of, weights=model.n_suffixes[rows], minlength=n_texts).astype(np.int64)
+    letters = np.bincount(seg[~is_space], minlength=n_texts)
+    return BatchScores(loglik=loglik, n_grams=n_grams, letters=letters)
+
+
+def posterior(loglik: np.ndarray, temperature: float) -> np.ndarray:
+    """Softmax of the tempered log-likelihoods (uniform prior, as langdetect's)."""
+    z = loglik.astype(np.float64) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+CHUNK_CHARS = 1 << 18  # characters scored at once: ~60 MB of temporaries
+
+
+def _chunks(texts: list[str]) -> list[tuple[int, int]]:
+    """Index ranges of consecutive texts with about CHUNK_CHARS characters each."""
+    lengths = [len(t) + 1 for t in texts]
+    if sum(lengths) <= CHUNK_CHARS:
+        return [(0, len(texts))]
+    ends = np.cumsum(lengths)
+    cuts = np.searchsorted(ends, np.arange(CHUNK_CHARS, ends[-1], CHUNK_CHARS), side="right")
+    bounds = [0, *sorted({int(c) for c in cuts if 0 < c < len(texts)}), len(texts)]
+    return list(itertools.pairwise(bounds))
+
+
+class ProfileDetector:
+    """The default engine: exact, batch-vectorised inference over langdetect's profiles.
+
+    Holds only its settings; the model is shared per process and loaded on first use (or in
+    ``setup``, about a second), so pickling it for Beam workers is cheap. A batch has a fixed
+    cost of ~0.2 ms: give it 100 texts or more (~20 us a tweet). The confidence is the
+    posterior of the best language with the log-likelihood divided by ``temperature``; for
+    ``und`` it is the confidence the best guess had (0.0 when no n-gram was found).
+    """
+
+    name = "profiles"
+
+    def __init__(
+        self,
+        *,
+        min_confidence: float = 0.5,
+        min_chars: int = 3,
+        cleaning: Cleaning = TWEET_CLEANING,
+        alpha: float = DEFAULT_ALPHA,
+        temperature: float = DEFAULT_TEMPERATURE,
+    ):
+        self.min_confidence = min_confidence
+        self.min_chars = min_chars
+        self.cleaning = cleaning
+        self.alpha = alpha
+        self.temperature = temperature
+        self._model: _ProfileModel | None = None
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_model"] = None
+        return state
+
+    def setup(self) -> None:
+        """Load the profiles now (Beam ``DoFn.setup``), not on the first batch."""
+        self._model = load_profile_model()
+        self._model.log_table(self.alpha)
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        if self._model is None:
+            self.setup()
+        return self._model.langs
+
+    def scores(self, texts: list[str]) -> BatchScores:
+        """Per-text scores, in chunks of about ``CHUNK_CHARS`` characters to bound memory (a
+        text's scores do not depend on the texts beside it, bit for bit)."""
+        if self._model is None:
+            self.setup()
+        parts = []
+        for lo, hi in _chunks(texts):
+            codes = _prepare_codes(texts[lo:hi], self._model, self.cleaning)
+            parts.append(score_codes(codes, self._model, self.alpha))
+        if len(parts) == 1:
+            return parts[0]
+        fields = ("loglik", "n_grams", "letters")
+        return BatchScores(*(np.concatenate([getattr(p, f) for p in parts]) for f in fields))
+
+    def detect_batch(self, texts: list[str]) -> list[tuple[str, float]]:
+        if not texts:
+            return []
+        s = self.scores(texts)
+        prob = posterior(s.loglik, self.temperature)
+        best = prob.argmax(axis=1)
+        conf = prob[np.arange(len(texts)), best]
+        conf[s.n_grams == 0] = 0.0
+        answer = (s.n_grams > 0) & (s.letters >= self.min_chars) & (conf >= self.min_confidence)
+        langs = self._model.langs
+        return [
+            (langs[b] if a else UND, float(c))
+            for b, a, c in zip(best.tolist(), answer.tolist(), conf.tolist(), strict=True)
+        ]
+
+
+# ----------------------------------------------------------------------------------------------
+# The reference engine: langdetect itself
+# ----------------------------------------------------------------------------------------------
+
+_FACTORIES: dict[int, object] = {}
+_FACTORY_LOCK = threading.Lock()
+
+
+def _langdetect_factory(seed: int):
+    """A loaded ``DetectorFactory`` per seed; loading is not thread-safe, so it runs under a lock."""
+    factory = _FACTORIES.get(seed)
+    if factory is None:
+        with _FACTORY_LOCK:
+            factory = _FACTORIES.get(seed)
+            if factory is None:
+                from langdetect.detector_factory import DetectorFactory
+
+                factory = DetectorFactory()
+                factory.load_profile(profiles_directory())
+                factory.set_seed(seed)
+                _FACTORIES[seed] = factory
+    return factory
+
+
+class LangdetectDetector:
+    """langdetect, one text at a time with a fixed seed: the slow reference engine."""
+
+    name = "langdetect"
+
+    def __init__(
+        self,
+        *,
+        min_confidence: float = 0.5,
+        min_chars: int = 3,
+        cleaning: Cleaning = TWEET_CLEANING,
+        seed: int = 0,
+    ):
+        self.min_confidence = min_confidence
+        self.min_chars = min_chars
+        self.cleaning = cleaning
+        self.seed = seed
+        self._factory = None
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_factory"] = None
+        return state
+
+    def setup(self) -> None:
+        self._factory = _langdetect_factory(self.seed)
+
+    def detect_batch(self, texts: list[str]) -> list[tuple[str, float]]:
+        from langdetect.lang_detect_exception import LangDetectException
+
+        if not texts:
+            return []
+        if self._factory is None:
+            self.setup()
+        model = load_profile_model()
+        codes = _prepare_codes(texts, model, self.cleaning)
+        letters = letter_counts(codes, model).tolist()
+        cleaned = _from_codes(codes)
+        out: list[tuple[str, float]] = []
+        for text, n_letters in zip(cleaned, letters, strict=True):
+            lang, conf = UND, 0.0
+            try:
+                detector = self._factory.create()
+                detector.append(text)
+                best = detector.get_probabilities()
+                if best:
+                    lang, conf = best[0].lang, float(best[0].prob)
+            except LangDetectException:
+                pass  # no features in the text
+            except Exception:  # langdetect's own bugs must not fail a batch
+                log.debug("langdetect failed on %r", text, exc_info=True)
+            if conf < self.min_confidence or n_letters < self.min_chars:
+                lang = UND
+            out.append((lang, conf))
+        return out
+
+
+def make_detector(
+    engine: str = "profiles", *, min_confidence: float = 0.5, min_chars: int = 3
+) -> LanguageDetector:
+    """A detector by engine name (``ENGINES``); its model loads on first use or in ``setup()``."""
+    if engine == "profiles":
+        return ProfileDetector(min_confidence=min_confidence, min_chars=min_chars)
+    if engine == "langdetect":
+        return LangdetectDetector(min_confidence=min_confidence, min_chars=min_chars)
+    raise ValueError(f"unknown language engine {engine!r}; expected one of {ENGINES}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Combining the detector's answer with Twitter's tag
+# ----------------------------------------------------------------------------------------------
+
+# The languages the profiles (and langdetect) can answer: langdetect's 55 codes.
+DETECTOR_LANGUAGES: frozenset[str] = frozenset(
+    {
+        "af", "ar", "bg", "bn", "ca", "cs", "cy", "da", "de", "el", "en", "es", "et", "fa", "fi",
+        "fr", "gu", "he", "hi", "hr", "hu", "id", "it", "ja", "kn", "ko", "lt", "lv", "mk", "ml",
+        "mr", "ne", "nl", "no", "pa", "pl", "pt", "ro", "ru", "sk", "sl", "so", "sq", "sv", "sw",
+        "ta", "te", "th", "tl", "tr", "uk", "ur", "vi", "zh-cn", "zh-tw",
+    }
+)
+# Twitter tags that name no language: undetermined, no linguistic content, and its private-use
+# codes for tweets of only media links (qme), mentions (qam), cashtags (qct), hashtags (qht) or
+# very short text (qst). Every other q[a-t]x code is private use too.
+NON_LANGUAGE_TAGS: frozenset[str] = frozenset(
+    {"und", "zxx", "mul", "mis", "art", "qme", "qam", "qct", "qht", "qst"}
+)
+_PRIVATE_USE_RE = re.compile(r"q[a-t][a-z]")
+_CODE_RE = re.compile(r"[a-z]{2,3}(-[a-z]{2})?")
+# Deprecated or alternative codes, mapped to the ones langdetect answers.
+_CODE_ALIASES = {
+    "in": "id", "iw": "he", "ji": "yi", "jw": "jv", "nb": "no", "nn": "no", "fil": "tl",
+    "zh": "zh-cn", "zh-hans": "zh-cn", "zh-sg": "zh-cn", "zh-hant": "zh-tw", "zh-hk": "zh-tw",
+    "zh-mo": "zh-tw",
+}
+# Below this confidence the detector yields to a disagreeing Twitter tag.
+STRONG_CONFIDENCE = 0.9
+
+
+def normalize_language_code(code: str | None) -> str:
+    """A comparable code: lower case, aliases resolved, region dropped (but zh-cn / zh-tw kept);
+    ``und`` for anything that names no language."""
+    if not code:
+        return UND
+    code = code.strip().lower().replace("_", "-")
+    code = _CODE_ALIASES.get(code, code)
+    if not code.startswith("zh-") and "-" in code:
+        code = code.split("-", 1)[0]
+        code = _CODE_ALIASES.get(code, code)
+    if code.startswith("zh-") and code not in ("zh-cn", "zh-tw"):
+        code = "zh-tw" if any(part in code for part in ("hant", "tw", "hk", "mo")) else "zh-cn"
+    if code in NON_LANGUAGE_TAGS or _PRIVATE_USE_RE.fullmatch(code) or not _CODE_RE.fullmatch(code):
+        return UND
+    return code
+
+
+def resolve_language(detected: str, score: float, twitter_lang: str | None) -> str:
+    """The language the filter uses, from the detector's answer and Twitter's ``lang`` tag.
+
+    Policy (both codes normalised first, see ``normalize_language_code``):
+
+    1. Twitter's tag names no language (absent, ``und``, ``zxx``, ``qme``, ``qht``...): the
+       detector's answer, ``und`` included.
+    2. The detector said ``und`` (too little text, or below its confidence): Twitter's tag.
+    3. Twitter's tag is a language the detector cannot answer (``eu``, ``gl``, ``hy``...): the
+       tag, since the detector's answer is then only the nearest language it knows.
+    4. Both agree (``zh-cn``/``zh-tw`` count as agreeing with each other): the detector's answer,
+       which keeps the script distinction.
+    5. They disagree: the detector if ``score >= STRONG_CONFIDENCE``, else Twitter's tag (its
+       classifier sees the whole tweet and the user; ours only the letters).
+    """
+    d = normalize_language_code(detected)
+    t = normalize_language_code(twitter_lang)
+    if t == UND:
+        return d
+    if d == UND:
+        return t
+    if t not in DETECTOR_LANGUAGES:
+        return t
+    if d == t or (d.startswith("zh-") and t.startswith("zh-")):
+        return d
+    return d if score >= STRONG_CONFIDENCE else t
