@@ -67,7 +67,13 @@ def _train_command(name: str):
     return handler
 
 
-def build_parser() -> argparse.ArgumentParser:
+TRAIN_COMMANDS = {
+    "train": "train a causal LM on a shard directory",
+    "generate": "generate text from a trained checkpoint",
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     from tweetmill.pipeline.options import add_run_arguments
 
     parser = argparse.ArgumentParser(prog="tweetmill", description=__doc__)
@@ -96,22 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--limit", type=int, default=None, help="train on at most this many tweets")
     tok.set_defaults(handler=_cmd_train_tokenizer)
 
-    try:
-        from tweetmill.gpu_train import cli as train_cli
-    except ImportError:  # torch missing: the train commands explain how to get it
-        train_cli = None
-    for name, help_text in (
-        ("train", "train a causal LM on a shard directory"),
-        ("generate", "generate text from a trained checkpoint"),
-    ):
+    for name, help_text in TRAIN_COMMANDS.items():
         cmd = sub.add_parser(name, help=help_text)
-        if train_cli is not None:
+        if name == command:  # torch is imported only for the command that needs it
+            try:
+                from tweetmill.gpu_train import cli as train_cli
+            except ImportError as exc:
+                parser.exit(2, f"tweetmill {name} needs torch ({exc}): pip install 'tweetmill[train]'\n")
             getattr(train_cli, f"add_{name}_arguments")(cmd)
             cmd.set_defaults(handler=_train_command(name))
-        else:
-            cmd.set_defaults(
-                handler=lambda *_: sys.exit("torch is not installed: pip install 'tweetmill[train]'")
-            )
     return parser
 
 
@@ -124,13 +123,21 @@ def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
     return found
 
 
+class _QuietBeamImport(logging.Filter):
+    """Beam warns at import that optional GCP clients are missing; a local run does not need them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "apitools not found" not in record.getMessage()
+
+
 def main(argv: list[str] | None = None) -> int:
+    logging.getLogger().addFilter(_QuietBeamImport())
     from tweetmill.pipeline.options import split_beam_args
 
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
     command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command)
+    extra: list[str] = []
     if command == "run":
         argv, extra = split_beam_args(argv, _option_strings(parser))
     args = parser.parse_args(argv)

@@ -23,16 +23,21 @@ def funnel_table(manifest: Manifest) -> Table:
         table.add_row(f"  dropped: {reason}", f"{n:,}", share(n))
     table.add_row("  errors (dead letters)", f"{counts.errors:,}", share(counts.errors))
     table.add_row("[bold]kept[/bold]", f"[bold]{counts.kept:,}[/bold]", share(counts.kept))
+    return table
+
+
+def balance_line(manifest: Manifest) -> str:
+    counts = manifest.counts
     verdict = "[green]balanced[/green]" if counts.balanced else "[red]NOT balanced[/red]"
-    table.caption = (
+    return (
         f"read {counts.read:,} = kept {counts.kept:,} + dropped {sum(counts.dropped.values()):,} "
         f"+ errors {counts.errors:,}: {verdict}"
     )
-    return table
 
 
 def print_run_report(console: Console, manifest: Manifest, output: str, seconds: float) -> None:
     console.print(funnel_table(manifest))
+    console.print(balance_line(manifest))
     rows, tokens = manifest.total_rows, manifest.total_tokens
     rate = manifest.counts.read / seconds if seconds > 0 else 0.0
     console.print(

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from rich.console import Console
 from rich.table import Table
-from tweetmill.pipeline.report import funnel_table
+from tweetmill.pipeline.report import balance_line, funnel_table
 from tweetmill.schemas.manifest import MANIFEST_NAME, Manifest
 
 MAX_HISTOGRAM_TOKENS = 4096
@@ -138,3 +138,4 @@ def print_stats(console: Console, stats: dict[str, Any], top: int = 10) -> None:
         console.print(table)
     manifest = read_manifest(stats["shard_dir"])
     console.print(funnel_table(manifest))
+    console.print(balance_line(manifest))

@@ -150,11 +150,12 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int, placeholders: Ite
     """
     from tokenizers import AddedToken, decoders, models, pre_tokenizers, trainers
 
+    placeholders = list(placeholders)
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
+        vocab_size=vocab_size - len(placeholders),  # the placeholders complete the vocabulary
         min_frequency=2,
         special_tokens=list(SPECIAL_TOKENS),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),

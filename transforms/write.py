@@ -21,6 +21,7 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from tweetmill.schemas.manifest import MANIFEST_NAME, Counts, Manifest, ShardEntry, TokenizerInfo
 from tweetmill.schemas.records import DeadLetter, Tweet
@@ -128,7 +129,7 @@ def write_shard(spec: OutputSpec, index: int, num_shards: int, tweets: Iterable[
     name = shard_file_name(index, num_shards)
     temp_path = FileSystems.join(spec.temp_dir, name)
     write_bytes(temp_path, data)
-    tokens = int(pa.compute.sum(table.column("num_tokens")).as_py() or 0)
+    tokens = int(pc.sum(table.column("num_tokens")).as_py() or 0)
     entry = ShardEntry(
         file=name,
         rows=table.num_rows,

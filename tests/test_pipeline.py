@@ -1,0 +1,153 @@
+"""The real pipeline, end to end, on Beam's embedded runner: accounting, shards, determinism, bad input."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from conftest import REPO_ROOT
+
+from tweetmill.pipeline.build import OutputExistsError, run
+from tweetmill.pipeline.cli import main as cli_main
+from tweetmill.pipeline.options import RunConfig
+from tweetmill.schemas.manifest import MANIFEST_NAME, Manifest
+from tweetmill.schemas.shard import check_shard_schema, schema_metadata
+
+SAMPLE = REPO_ROOT / "examples" / "sample" / "data"
+
+
+def read_shards(out: Path, manifest: Manifest) -> pa.Table:
+    tables = []
+    for shard in manifest.shards:
+        data = (out / shard.file).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == shard.sha256
+        assert len(data) == shard.bytes
+        table = pa.ipc.open_file(pa.memory_map(str(out / shard.file))).read_all()
+        check_shard_schema(table.schema)
+        assert table.num_rows == shard.rows
+        meta = schema_metadata(table.schema)
+        assert meta["tweetmill.run_fingerprint"] == manifest.run_fingerprint
+        assert meta["tweetmill.tokenizer_sha256"] == manifest.tokenizer.sha256
+        tables.append(table)
+    return pa.concat_tables(tables)
+
+
+def assert_accounting(out: Path, manifest: Manifest) -> None:
+    counts = manifest.counts
+    assert counts.balanced
+    assert counts.read == counts.kept + sum(counts.dropped.values()) + counts.errors
+    assert counts.kept == manifest.total_rows
+    on_disk = json.loads((out / MANIFEST_NAME).read_text())
+    assert on_disk["counts"]["balanced"] is True
+    letters = [json.loads(line) for name in manifest.error_files for line in (out / name).read_text().splitlines()]
+    assert len(letters) == counts.errors
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sample") / "out"
+    manifest = run(RunConfig(inputs=(str(SAMPLE / "*"),), output=str(out), rows_per_shard=1000))
+    return out, manifest
+
+
+def test_sample_run_balances_and_shards_match_manifest(sample_run):
+    out, manifest = sample_run
+    assert_accounting(out, manifest)
+    table = read_shards(out, manifest)
+    assert len(manifest.shards) == 3  # ~2.9k kept tweets at 1000 rows per shard
+    ids = table.column("id").to_pylist()
+    assert len(set(ids)) == len(ids)
+    tokens = table.column("tokens")
+    eos = manifest.tokenizer.eos_id
+    assert all(row[-1] == eos for row in tokens.to_pylist())
+    assert table.column("num_tokens").to_pylist() == [len(r) for r in tokens.to_pylist()]
+    assert set(table.column("source_format").to_pylist()) == {"v1", "v2", "archive", "csv", "text"}
+    assert manifest.counts.dropped["retweet"] > 0
+
+
+def test_rerun_is_byte_identical(sample_run, tmp_path):
+    out, manifest = sample_run
+    again = run(RunConfig(inputs=(str(SAMPLE / "*"),), output=str(tmp_path / "again"), rows_per_shard=1000))
+    assert again.counts == manifest.counts
+    assert [s.sha256 for s in again.shards] == [s.sha256 for s in manifest.shards]
+    for shard in manifest.shards:
+        assert (out / shard.file).read_bytes() == (tmp_path / "again" / shard.file).read_bytes()
+
+
+def test_existing_run_is_not_overwritten_silently(sample_run):
+    out, _ = sample_run
+    with pytest.raises(OutputExistsError):
+        run(RunConfig(inputs=(str(SAMPLE / "*.csv"),), output=str(out)))
+
+
+def test_overwrite_replaces_the_whole_shard_set(tmp_path):
+    out = tmp_path / "out"
+    first = run(RunConfig(inputs=(str(SAMPLE / "*"),), output=str(out), num_shards=4))
+    assert len(first.shards) == 4
+    second = run(RunConfig(inputs=(str(SAMPLE / "*.csv"),), output=str(out), num_shards=2), overwrite=True)
+    assert sorted(p.name for p in out.glob("shard-*")) == [s.file for s in second.shards]
+    assert_accounting(out, second)
+
+
+def test_cli_passes_beam_options_through(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = cli_main(["run", str(SAMPLE / "*.csv"), "--runner", "DirectRunner", "--output", str(out),
+                     "--direct_num_workers", "1", "--languages", "en"])
+    assert code == 0
+    manifest = Manifest.from_json((out / MANIFEST_NAME).read_text())
+    assert manifest.config["filter"]["languages"] == ["en"]
+    assert "balanced" in capsys.readouterr().out
+
+
+def _write_malformed_inputs(root: Path) -> None:
+    good = json.dumps({"id_str": "20", "id": 20, "text": "a perfectly good tweet about the weather today",
+                       "created_at": "Wed Aug 27 13:08:45 +0000 2008", "user": {"id_str": "1"}})
+    (root / "mixed.jsonl").write_text(good + "\n{not json at all\n" + good.replace('"20"', '"21"') + "\n")
+    blob = gzip.compress(b"".join(
+        (json.dumps({"id_str": str(100 + i), "text": f"tweet number {i} is a fine one"}) + "\n").encode()
+        for i in range(200)
+    ))
+    (root / "truncated.jsonl.gz").write_bytes(blob[: len(blob) // 2])
+    (root / "empty.json").write_bytes(b"")
+    (root / "latin1.csv").write_bytes("id,text\n1,caf\xe9 au lait is good today\n".encode("latin-1"))
+    (root / "huge.jsonl").write_text("x" * (10 * 1024 * 1024) + "\n" + good.replace('"20"', '"22"') + "\n")
+    (root / "ok.txt.bz2").write_bytes(bz2.compress("plain text tweet one here\nplain text tweet two here\n".encode()))
+
+
+def test_malformed_input_yields_dead_letters_and_a_finished_run(tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    _write_malformed_inputs(inputs)
+    out = tmp_path / "out"
+    manifest = run(RunConfig(inputs=(str(inputs / "*"),), output=str(out)))
+    assert_accounting(out, manifest)
+    letters = [json.loads(line) for name in manifest.error_files for line in (out / name).read_text().splitlines()]
+    by_file = {Path(d["source_file"]).name: d for d in letters}
+    assert set(by_file) == {"mixed.jsonl", "truncated.jsonl.gz", "huge.jsonl"}
+    assert len(by_file["huge.jsonl"]["raw"]) <= 2000
+    texts = read_shards(out, manifest).column("text").to_pylist()
+    assert "café au lait is good today" in texts
+    assert sum(t.startswith("tweet number") for t in texts) > 0  # records before the break are kept
+    assert "plain text tweet two here" in texts
+
+
+def test_unbalanced_run_fails_loudly_and_publishes_nothing(tmp_path, monkeypatch):
+    import tweetmill.transforms.filter as filter_stage
+
+    real = filter_stage.filter_batch
+
+    def lossy(tweets, config):
+        kept, drops = real(tweets, config)
+        return kept[1:], drops  # loses one tweet per batch without counting it
+
+    monkeypatch.setattr(filter_stage, "filter_batch", lossy)
+    out = tmp_path / "out"
+    with pytest.raises(Exception, match="does not balance"):
+        run(RunConfig(inputs=(str(SAMPLE / "*.csv"),), output=str(out)))
+    assert not (out / MANIFEST_NAME).exists()
+    assert not list(out.glob("shard-*"))
