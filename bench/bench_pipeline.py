@@ -90,10 +90,9 @@ def main() -> None:
         )
         output_spec(config)  # load the tokenizer outside the timed run
         manifest, seconds = timed(run, config, ["--direct_num_workers=1"])
-        print(
-            f"\nBeam pipeline (FnApiRunner, 1 worker): {seconds:.1f} s, {manifest.counts.read / seconds:,.0f} "
-            f"tweets/s; kept {manifest.counts.kept:,}"
-        )
+        rate = manifest.counts.read / seconds
+        print(f"\nBeam pipeline (FnApiRunner, 1 worker): {seconds:.1f} s, {rate:,.0f} tweets/s")
+        print(f"kept {manifest.counts.kept:,} of {manifest.counts.read:,}")
         print(f"pipeline / sum of stage cores: {seconds / total:.2f}x")
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 from conftest import REPO_ROOT
-
 from tweetmill.pipeline.build import OutputExistsError, run
 from tweetmill.pipeline.cli import main as cli_main
 from tweetmill.pipeline.options import RunConfig
@@ -44,7 +43,9 @@ def assert_accounting(out: Path, manifest: Manifest) -> None:
     assert counts.kept == manifest.total_rows
     on_disk = json.loads((out / MANIFEST_NAME).read_text())
     assert on_disk["counts"]["balanced"] is True
-    letters = [json.loads(line) for name in manifest.error_files for line in (out / name).read_text().splitlines()]
+    letters = [
+        json.loads(line) for name in manifest.error_files for line in (out / name).read_text().splitlines()
+    ]
     assert len(letters) == counts.errors
 
 
@@ -96,8 +97,20 @@ def test_overwrite_replaces_the_whole_shard_set(tmp_path):
 
 def test_cli_passes_beam_options_through(tmp_path, capsys):
     out = tmp_path / "out"
-    code = cli_main(["run", str(SAMPLE / "*.csv"), "--runner", "DirectRunner", "--output", str(out),
-                     "--direct_num_workers", "1", "--languages", "en"])
+    code = cli_main(
+        [
+            "run",
+            str(SAMPLE / "*.csv"),
+            "--runner",
+            "DirectRunner",
+            "--output",
+            str(out),
+            "--direct_num_workers",
+            "1",
+            "--languages",
+            "en",
+        ]
+    )
     assert code == 0
     manifest = Manifest.from_json((out / MANIFEST_NAME).read_text())
     assert manifest.config["filter"]["languages"] == ["en"]
@@ -105,18 +118,27 @@ def test_cli_passes_beam_options_through(tmp_path, capsys):
 
 
 def _write_malformed_inputs(root: Path) -> None:
-    good = json.dumps({"id_str": "20", "id": 20, "text": "a perfectly good tweet about the weather today",
-                       "created_at": "Wed Aug 27 13:08:45 +0000 2008", "user": {"id_str": "1"}})
+    good = json.dumps(
+        {
+            "id_str": "20",
+            "id": 20,
+            "text": "a perfectly good tweet about the weather today",
+            "created_at": "Wed Aug 27 13:08:45 +0000 2008",
+            "user": {"id_str": "1"},
+        }
+    )
     (root / "mixed.jsonl").write_text(good + "\n{not json at all\n" + good.replace('"20"', '"21"') + "\n")
-    blob = gzip.compress(b"".join(
-        (json.dumps({"id_str": str(100 + i), "text": f"tweet number {i} is a fine one"}) + "\n").encode()
-        for i in range(200)
-    ))
+    blob = gzip.compress(
+        b"".join(
+            (json.dumps({"id_str": str(100 + i), "text": f"tweet number {i} is a fine one"}) + "\n").encode()
+            for i in range(200)
+        )
+    )
     (root / "truncated.jsonl.gz").write_bytes(blob[: len(blob) // 2])
     (root / "empty.json").write_bytes(b"")
     (root / "latin1.csv").write_bytes("id,text\n1,caf\xe9 au lait is good today\n".encode("latin-1"))
     (root / "huge.jsonl").write_text("x" * (10 * 1024 * 1024) + "\n" + good.replace('"20"', '"22"') + "\n")
-    (root / "ok.txt.bz2").write_bytes(bz2.compress("plain text tweet one here\nplain text tweet two here\n".encode()))
+    (root / "ok.txt.bz2").write_bytes(bz2.compress(b"plain text tweet one here\nplain text tweet two here\n"))
 
 
 def test_malformed_input_yields_dead_letters_and_a_finished_run(tmp_path):
@@ -126,7 +148,9 @@ def test_malformed_input_yields_dead_letters_and_a_finished_run(tmp_path):
     out = tmp_path / "out"
     manifest = run(RunConfig(inputs=(str(inputs / "*"),), output=str(out)))
     assert_accounting(out, manifest)
-    letters = [json.loads(line) for name in manifest.error_files for line in (out / name).read_text().splitlines()]
+    letters = [
+        json.loads(line) for name in manifest.error_files for line in (out / name).read_text().splitlines()
+    ]
     by_file = {Path(d["source_file"]).name: d for d in letters}
     assert set(by_file) == {"mixed.jsonl", "truncated.jsonl.gz", "huge.jsonl"}
     assert len(by_file["huge.jsonl"]["raw"]) <= 2000
