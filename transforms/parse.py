@@ -1,0 +1,1550 @@
+"""Parse stage: every tweet archive format users have -> canonical ``Tweet`` records.
+
+Each input record ends in exactly one of: a ``Tweet``, a drop reason (a ``DROP_*`` string), or a
+``DeadLetter``. Nothing is skipped silently, so the manifest's ``read = kept + dropped + errors``
+accounting holds from the first stage on.
+
+Formats are auto-detected per file (content first, extension second) and can be forced with ``fmt``:
+
+* Twitter API v1.1 (``v1``): arrays, single objects, ``{"statuses": [...]}`` search envelopes,
+  streaming JSON lines with stream notices, concatenated / back-to-back / pretty-printed values.
+* Twitter API v2 (``v2``): responses (``data``/``includes``/``errors``), filtered-stream lines, twarc2
+  "flattened" lines, compliance events.
+* Account archives (``archive``): ``window.YTD.<name>.partN = [...]``; legacy ``grailbird``.
+* CSV exports (``csv``) and plain text, one tweet per line (``text``).
+
+Readers are incremental (bounded memory per record, never the whole file), decompress ``.gz``/``.bz2``
+/``.xz`` by magic bytes, and turn a truncated stream into one ``truncated_stream`` dead letter after
+the records read before the break.
+"""
+
+from __future__ import annotations
+
+import bz2
+import calendar
+import codecs
+import csv
+import gzip
+import io
+import itertools
+import json
+import logging
+import lzma
+import re
+import zlib
+from collections import Counter
+from collections.abc import Callable, Generator, Iterable, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any, BinaryIO
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.metrics import Metrics
+from tweetmill.schemas.records import (
+    DROP_API_ERROR,
+    DROP_COMPLIANCE_EVENT,
+    DROP_DELETE_NOTICE,
+    DROP_DELETED_BY_AUTHOR,
+    DROP_NO_TEXT,
+    DROP_STREAM_NOTICE,
+    FORMAT_ARCHIVE,
+    FORMAT_CSV,
+    FORMAT_GRAILBIRD,
+    FORMAT_TEXT,
+    FORMAT_V1,
+    FORMAT_V2,
+    SOURCE_FORMATS,
+    DeadLetter,
+    Tweet,
+    derived_tweet_id,
+)
+from tweetmill.transforms.common import METRICS_NAMESPACE, TAG_DEAD_LETTERS, TAG_DROPPED, DropCounter
+
+try:  # orjson decodes v1 JSON lines ~2x faster than the stdlib (measured); the stdlib is the fallback.
+    import orjson
+
+    _loads: Callable[[bytes], Any] = orjson.loads
+except ImportError:  # pragma: no cover - exercised only where orjson is not installed
+    _loads = json.loads
+
+logger = logging.getLogger(__name__)
+
+Record = Tweet | DeadLetter | str
+
+# Dead-letter reasons of this stage.
+REASON_INVALID_JSON = "invalid_json"
+REASON_UNEXPECTED_EOF = "unexpected_end_of_input"  # the input ends inside a JSON value
+REASON_RECORD_TOO_LARGE = "record_too_large"
+REASON_UNRECOGNISED = "unrecognised_record"
+REASON_TRUNCATED_STREAM = "truncated_stream"
+REASON_CORRUPT_STREAM = "corrupt_stream"
+REASON_MALFORMED_ROW = "malformed_csv_row"
+REASON_NO_TEXT_COLUMN = "no_text_column"
+REASON_UNSUPPORTED_ARCHIVE = "unsupported_archive_file"
+
+CHUNK_BYTES = 1 << 20  # read size from the (decompressed) stream
+MAX_RECORD_BYTES = 64 << 20  # longest line / JSON value we hold in memory; longer -> dead letter
+HEAD_BYTES = 64 << 10  # how much of a file format detection looks at
+_WINDOW_TRIM = 1 << 20  # the multi-line JSON decoder drops decoded text once it is this far in
+_STREAM_ARRAY_BYTES = 4 << 20  # a one-line JSON array longer than this is decoded element by element
+_LEGACY_LOOKAHEAD_BYTES = 8 << 20  # lines examined to choose a non-UTF-8 file's legacy encoding
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+_INT63 = (1 << 63) - 1
+
+_JSON_DECODER = json.JSONDecoder()
+_JSON_ERRORS = (ValueError, RecursionError)  # orjson / json decode errors and deep nesting
+
+
+# ---------------------------------------------------------------------------------------------------
+# Small field parsers
+# ---------------------------------------------------------------------------------------------------
+
+_MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
+                                       "Nov", "Dec"), start=1)}
+# v1 / archives: "Wed Aug 27 13:08:45 +0000 2008"
+_V1_DATE = re.compile(r"[A-Za-z]{3} ([A-Za-z]{3}) +(\d{1,2}) (\d\d):(\d\d):(\d\d) ([+-]\d{4}) (\d{4})")
+# ISO 8601 / v2 / Grailbird / CSV: "2022-01-01T00:00:00.000Z", "2013-04-13 16:42:51 +0000",
+# "2017-08-27 00:05:34"
+_ISO_DATE = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d)(?::(\d\d)(?:[.,](\d{1,9}))?)?\s*(Z|[+-]\d\d:?\d\d)?",
+    re.IGNORECASE,
+)
+# US spreadsheet style: "10/16/17 22:59", "8/16/2016 19:22:57"
+_US_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4}|\d\d)[ T](\d{1,2}):(\d\d)(?::(\d\d))?")
+
+
+def _offset_seconds(tz: str | None) -> int:
+    if not tz or tz in ("Z", "z"):
+        return 0
+    sign = -1 if tz[0] == "-" else 1
+    digits = tz[1:].replace(":", "")
+    return sign * (int(digits[:2]) * 3600 + int(digits[2:4]) * 60)
+
+
+def _epoch_ms(year: int, month: int, day: int, hour: int, minute: int, second: int, frac_ms: int = 0,
+              tz_seconds: int = 0) -> int | None:
+    # datetime validates the fields (Feb 30 -> None) that timegm would silently roll over.
+    try:
+        datetime(year, month, day, hour, minute, second)
+    except ValueError:
+        return None
+    return (calendar.timegm((year, month, day, hour, minute, second)) - tz_seconds) * 1000 + frac_ms
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_MS = timedelta(milliseconds=1)
+_MONTH_DIGITS = {m: f"{i:02d}" for m, i in _MONTHS.items()}
+
+
+def _datetime_ms(dt: datetime) -> int:
+    if dt.tzinfo is None:  # naive times are UTC
+        dt = dt.replace(tzinfo=timezone.utc)
+    return (dt - _EPOCH) // _ONE_MS  # exact: no float on the way
+
+
+def _v1_fixed_width(s: str) -> int | None:
+    """ "Wed Aug 27 13:08:45 +0000 2008", rearranged for the C ``fromisoformat`` (2.5x the regex's speed)."""
+    month = _MONTH_DIGITS.get(s[4:7])
+    if month is None or s[20] not in "+-":
+        return None
+    try:
+        iso = f"{s[26:30]}-{month}-{s[8:10]}T{s[11:19]}{s[20:23]}:{s[23:25]}"
+        return _datetime_ms(datetime.fromisoformat(iso))
+    except ValueError:
+        return None
+
+
+def parse_created_at(value: Any) -> int | None:
+    """``created_at`` in any format of the supported sources -> UTC ms since the epoch, else None.
+
+    Naive times are UTC. An unparseable date is not an error: the tweet is still worth keeping.
+    """
+    if not isinstance(value, str):
+        return None
+    s = value.strip()
+    if not s:
+        return None
+    if s[0].isdigit():
+        try:
+            return _datetime_ms(datetime.fromisoformat(s))
+        except ValueError:
+            pass
+        m = _ISO_DATE.fullmatch(s)
+        if m:
+            y, mo, d, h, mi, sec, frac, tz = m.groups()
+            frac_ms = int((frac + "00")[:3]) if frac else 0
+            return _epoch_ms(int(y), int(mo), int(d), int(h), int(mi), int(sec or 0), frac_ms,
+                             _offset_seconds(tz))
+        m = _US_DATE.fullmatch(s)
+        if m:
+            mo, d, y, h, mi, sec = m.groups()
+            year = int(y)
+            if len(y) == 2:  # POSIX pivot: 69-99 -> 19xx, 00-68 -> 20xx
+                year += 1900 if year >= 69 else 2000
+            return _epoch_ms(year, int(mo), int(d), int(h), int(mi), int(sec or 0))
+        if s.isdigit() and len(s) in (10, 13):  # epoch seconds / milliseconds (v1 timestamp_ms)
+            return int(s) * 1000 if len(s) == 10 else int(s)
+        return None
+    if len(s) == 30:  # the fixed-width v1 form, parsed without a regex: it is on every v1 tweet
+        ms = _v1_fixed_width(s)
+        if ms is not None:
+            return ms
+    m = _V1_DATE.fullmatch(s)
+    if m:
+        mon, d, h, mi, sec, tz, y = m.groups()
+        month = _MONTHS.get(mon.title())
+        if month is None:
+            return None
+        return _epoch_ms(int(y), month, int(d), int(h), int(mi), int(sec), 0, _offset_seconds(tz))
+    return None
+
+
+def _parse_id(value: Any) -> int | None:
+    """A tweet / user id from an int or a decimal string; floats are refused (ids exceed 2**53)."""
+    if type(value) is int:
+        return value if 0 < value <= _INT63 else None
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        n = int(value)
+        return n if 0 < n <= _INT63 else None
+    return None
+
+
+def _truthy(value: Any) -> bool:
+    """JSON booleans, archive strings ("true") and CSV spellings (Python-style "True", "1")."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes", "t", "y")
+    return bool(value)
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _no_surrogates(s: str) -> str:
+    """Lone surrogates -> U+FFFD: they cannot be written as UTF-8 downstream.
+
+    They come from invalid UTF-8 bytes (escaped while decoding a JSON window) and from JSON escapes
+    of half an emoji (``"\\ud83d"``, where Twitter cut a text in the middle of a surrogate pair).
+    """
+    if s.isascii() or _SURROGATES.search(s) is None:
+        return s
+    return _SURROGATES.sub("\ufffd", s)
+
+
+def _safe_raw(s: str) -> str:
+    return _no_surrogates(s[: DeadLetter.MAX_RAW_CHARS])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tweet text rules
+# ---------------------------------------------------------------------------------------------------
+
+# A hidden reply prefix holds only @mentions; a hidden suffix only the attachment / quote URL(s).
+_MENTION_PREFIX = re.compile(r"(?:\s*[@＠]\w{1,50})+\s*")
+_URL_SUFFIX = re.compile(r"(?:\s+https?://\S+)*\s*")
+_HTML_ENTITY = re.compile(r"&(?:amp|lt|gt|quot|apos|#\d{1,7}|#[xX][0-9a-fA-F]{1,6});")
+# A manual retweet: "RT @user: text" and the 2009 convention "RT @user text".
+_MANUAL_RT = re.compile(r"\s*RT @(\w{1,50})(?::|\s)")
+# Twitter's replacement for the text of an unavailable account's tweets (withheld / media policy).
+_UNAVAILABLE_NOTICE = re.compile(
+    r"@\w{1,50}['’]s account (?:has been withheld in .{1,200} in response to a legal demand"
+    r"|is temporarily unavailable because it violates the Twitter .{1,80}?)\. Learn more\.",
+    re.DOTALL,
+)
+
+
+def _escaped_index(text: str, unescaped_index: int) -> int:
+    """Map an index counted in the HTML-unescaped text to the same place in ``text`` (escaped)."""
+    shift = 0
+    for m in _HTML_ENTITY.finditer(text):
+        if m.start() - shift >= unescaped_index:
+            break
+        shift += len(m.group()) - 1
+    return unescaped_index + shift
+
+
+def apply_display_text_range(text: str, display_range: Any) -> str:
+    """The visible part of a tweet: hidden leading reply @mentions and trailing attachment URL cut off.
+
+    Twitter's indices count code points of the text *as sent*, i.e. HTML-escaped (measured on every
+    v1/archive file in shared/data: all ranges land on the escaped text). Some re-serialisations unescape
+    the text but keep the indices, so an end that does not fit the escaped text is tried as an index into
+    the unescaped text. A cut is only made where what it removes is what Twitter hides (mentions, URLs):
+    a range that does not fit either reading (e.g. compat-mode truncated text) leaves the text whole.
+    """
+    if not display_range or not isinstance(display_range, (list, tuple)) or len(display_range) != 2:
+        return text
+    try:
+        start, end = int(display_range[0]), int(display_range[1])
+    except (TypeError, ValueError):
+        return text
+    n = len(text)
+    if start <= 0 and end >= n:
+        return text
+    cut_start = start if 0 < start <= n and _MENTION_PREFIX.fullmatch(text, 0, start) else 0
+    cut_end = n
+    if cut_start <= end < n:
+        if _URL_SUFFIX.fullmatch(text, end):
+            cut_end = end
+        elif "&" in text:
+            alt = _escaped_index(text, end)
+            if cut_start <= alt < n and _URL_SUFFIX.fullmatch(text, alt):
+                cut_end = alt
+    return text[cut_start:cut_end]
+
+
+def _v1_visible_text(obj: dict) -> str | None:
+    """Full, visible text of a v1 tweet: extended_tweet / full_text over truncated text, range applied."""
+    ext = obj.get("extended_tweet")
+    if isinstance(ext, dict) and isinstance(ext.get("full_text"), str):
+        return apply_display_text_range(ext["full_text"], ext.get("display_text_range"))
+    text = obj.get("full_text")
+    if not isinstance(text, str):
+        text = obj.get("text")
+        if not isinstance(text, str):
+            return None
+    return apply_display_text_range(text, obj.get("display_text_range"))
+
+
+def _has_text(text: str | None) -> bool:
+    return bool(text) and not text.isspace() and _UNAVAILABLE_NOTICE.fullmatch(text) is None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Byte streams: decompression, truncation, lines
+# ---------------------------------------------------------------------------------------------------
+
+
+class _PrefixedReader(io.RawIOBase):
+    """A stream that first replays bytes already read (for sniffing), then reads on."""
+
+    def __init__(self, prefix: bytes, stream: BinaryIO):
+        super().__init__()
+        self._prefix = prefix
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self._prefix:
+            if size is None or size < 0 or size >= len(self._prefix):
+                out, self._prefix = self._prefix, b""
+                if size is None or size < 0:
+                    return out + self._stream.read()
+                return out
+            out, self._prefix = self._prefix[:size], self._prefix[size:]
+            return out
+        return self._stream.read(size)
+
+    read1 = read
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class _SafeStream:
+    """Decompressed input that ends cleanly where the compressed stream breaks, remembering why.
+
+    A truncated gzip/bz2 raises on read; the records before the break are worth keeping, so the break
+    becomes EOF here and ``error`` tells ``iter_records`` to emit one dead letter for it.
+    """
+
+    def __init__(self, stream: Any, compression: str | None):
+        self._stream = stream
+        self.compression = compression
+        self.offset = 0  # decompressed bytes delivered
+        self.error: tuple[str, str] | None = None
+        self.partial = b""  # the unfinished line at the break
+
+    def read(self, size: int) -> bytes:
+        if self.error is not None:
+            return b""
+        try:
+            # read1: one decompressor step. A buffered read(size) would lose the data it had already
+            # decompressed in this call when the stream breaks.
+            data = self._stream.read1(size)
+        except EOFError as e:
+            self.error = (REASON_TRUNCATED_STREAM, f"{self.compression} stream ended early: {e}")
+            return b""
+        except (OSError, zlib.error, lzma.LZMAError, ValueError) as e:
+            self.error = (REASON_CORRUPT_STREAM, f"{self.compression or 'file'} stream is corrupt: {e}")
+            return b""
+        self.offset += len(data)
+        return data
+
+
+def _open_decompressed(fileobj: BinaryIO) -> _SafeStream:
+    """Wrap ``fileobj`` in a decompressor chosen by magic bytes (not by the file name, which can lie)."""
+    magic = fileobj.read(6) or b""
+    raw = _PrefixedReader(magic, fileobj)
+    if magic[:2] == b"\x1f\x8b":
+        return _SafeStream(gzip.GzipFile(fileobj=raw, mode="rb"), "gzip")
+    if magic[:3] == b"BZh":
+        return _SafeStream(bz2.BZ2File(raw, mode="rb"), "bz2")
+    if magic[:6] == b"\xfd7zXZ\x00":
+        return _SafeStream(lzma.LZMAFile(raw, mode="rb"), "xz")
+    return _SafeStream(raw, None)
+
+
+class _TooLong:
+    """Stands for a line longer than ``MAX_RECORD_BYTES``: its first bytes, for the dead letter."""
+
+    __slots__ = ("head", "length")
+
+    def __init__(self, head: bytes, length: int):
+        self.head = head
+        self.length = length
+
+
+# A line: (bytes without the b"\n" | _TooLong, byte offset of its start, 1-based line number).
+Line = tuple[Any, int, int]
+
+
+def _iter_lines(chunks: Iterable[bytes], stream: _SafeStream | None = None) -> Iterator[Line]:
+    """Split a byte stream on ``b"\\n"`` only (never on U+2028/U+0085, which may sit inside tweets).
+
+    Memory stays bounded: a line longer than ``MAX_RECORD_BYTES`` is yielded as ``_TooLong`` and
+    skipped. When ``stream`` broke (truncated archive), its unfinished last line is kept back in
+    ``stream.partial``: it is part of the one ``truncated_stream`` dead letter, not a record of its own.
+    """
+    limit = MAX_RECORD_BYTES
+    carry: list[bytes] = []  # pieces of the line in progress, joined once its end is seen
+    carry_len = 0
+    offset = 0
+    lineno = 1
+    skipping: _TooLong | None = None  # the over-long line being skipped
+    first = True
+    for chunk in chunks:
+        if first:
+            first = False
+            if chunk.startswith(_UTF8_BOM):
+                chunk = chunk[3:]
+                offset = 3
+        start = 0
+        if skipping is not None:
+            nl = chunk.find(b"\n")
+            if nl < 0:
+                skipping.length += len(chunk)
+                continue
+            skipping.length += nl
+            yield skipping, offset, lineno
+            offset += skipping.length + 1
+            lineno += 1
+            skipping = None
+            start = nl + 1
+        if chunk.find(b"\n", start) < 0:
+            carry.append(chunk[start:])
+            carry_len += len(chunk) - start
+            if carry_len > limit:
+                skipping = _TooLong(b"".join(carry)[: DeadLetter.MAX_RAW_CHARS], carry_len)
+                carry, carry_len = [], 0
+            continue
+        parts = chunk[start:].split(b"\n")
+        if carry:
+            parts[0] = b"".join(carry) + parts[0]
+        last = parts.pop()
+        carry, carry_len = ([last], len(last)) if last else ([], 0)
+        for line in parts:
+            yield line, offset, lineno
+            offset += len(line) + 1
+            lineno += 1
+    rest = b"".join(carry)
+    if stream is not None and stream.error is not None:
+        stream.partial = skipping.head if skipping is not None else rest
+    elif skipping is not None:
+        yield skipping, offset, lineno
+    elif rest:
+        yield rest, offset, lineno
+
+
+def _chunks(stream: _SafeStream, first: bytes = b"") -> Iterator[bytes]:
+    if first:
+        yield first
+    while True:
+        data = stream.read(CHUNK_BYTES)
+        if not data:
+            return
+        yield data
+
+
+# ---------------------------------------------------------------------------------------------------
+# Incremental JSON values
+# ---------------------------------------------------------------------------------------------------
+
+
+class _Bad:
+    """Input the JSON reader could not decode: becomes a ``DeadLetter``."""
+
+    __slots__ = ("byte_offset", "detail", "line", "raw", "reason")
+
+    def __init__(self, reason: str, detail: str, line: int | None, byte_offset: int | None, raw: str):
+        self.reason = reason
+        self.detail = detail
+        self.line = line
+        self.byte_offset = byte_offset
+        self.raw = raw
+
+
+_WS = " \t\r\n\ufeff"
+_TOP_LEVEL_START = re.compile(r"\n[\{\[]")  # a line starting a value in column 0
+_FAILED = object()
+
+
+def _without_bom(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    for chunk in chunks:
+        if chunk:
+            yield chunk[3:] if chunk.startswith(_UTF8_BOM) else chunk
+            break
+    yield from chunks
+
+
+class _Window:
+    """Decoded text held while JSON values span lines (pretty-printed, arrays, junk), fed by chunks.
+
+    Knows the byte offset and line number of its first char, so errors can be located exactly.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], first: bytes, offset: int, lineno: int, eof: bool):
+        self._chunks = chunks
+        self._decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+        self.text = ""
+        self.offset = offset  # byte offset of text[0]
+        self.lineno = lineno  # line number of text[0]
+        self.eof = False
+        self._feed(first)
+        if eof:
+            self.pull()  # flushes the decoder and marks the end
+
+    def _feed(self, data: bytes) -> None:
+        self.text += self._decoder.decode(data)
+
+    def pull(self) -> bool:
+        """Append the next chunk; False at the end of input."""
+        if self.eof:
+            return False
+        for chunk in self._chunks:
+            if chunk:
+                self._feed(chunk)
+                return True
+        self.eof = True
+        rest = self._decoder.decode(b"", final=True)  # an incomplete char at the very end
+        self.text += rest
+        return bool(rest)
+
+    def locate(self, pos: int) -> tuple[int, int]:
+        """(1-based line, byte offset) of char ``pos``."""
+        return (self.lineno + self.text.count("\n", 0, pos),
+                self.offset + len(self.text[:pos].encode("utf-8", "surrogateescape")))
+
+    def trim(self, pos: int) -> None:
+        """Forget the text before ``pos`` (already decoded)."""
+        self.lineno, self.offset = self.locate(pos)
+        self.text = self.text[pos:]
+
+    def leftover(self, pos: int) -> tuple[bytes, int, int]:
+        """Bytes not consumed from ``pos`` on (plus a pending partial char), with offset and line."""
+        lineno, offset = self.locate(pos)
+        pending = self._decoder.getstate()[0]
+        return self.text[pos:].encode("utf-8", "surrogateescape") + pending, offset, lineno
+
+
+class _JsonValues:
+    """Top-level JSON values of a byte stream, and the elements of top-level arrays, one at a time.
+
+    JSON lines take a fast path (one ``loads`` per line). Anything else (pretty-printed values,
+    back-to-back ``}{``, whole-document arrays streamed element by element so a multi-GB
+    archive never sits in memory, junk between values) goes through ``_Window`` and
+    ``JSONDecoder.raw_decode``. Yields decoded values and ``_Bad`` items; memory is bounded
+    by ``MAX_RECORD_BYTES`` per value.
+    """
+
+    def __init__(self, chunks: Iterable[bytes], broken: Callable[[], bool] = lambda: False, offset: int = 0):
+        self._chunks = _without_bom(iter(chunks))
+        self._broken = broken  # the stream ended early: its unfinished last line is not a record
+        self._offset = offset  # byte offset of the first chunk in the file
+        self.partial = b""
+
+    def _next_chunk(self) -> bytes:
+        for chunk in self._chunks:
+            if chunk:
+                return chunk
+        return b""
+
+    def __iter__(self) -> Iterator[Any]:
+        loads = _loads
+        buf = self._next_chunk()
+        pos = 0
+        offset = self._offset  # byte offset of buf[0]
+        lineno = 1
+        eof = not buf
+        while True:
+            nl = buf.find(b"\n", pos)
+            if nl < 0:
+                pending = len(buf) - pos
+                array = buf[pos : pos + 64].lstrip()[:1] == b"["
+                if array and pending > _STREAM_ARRAY_BYTES:
+                    # a long one-line array (a compact dump): decoded element by element, not whole
+                    buf, pos, offset, lineno, eof = yield from self._slow_from(buf, pos, offset, lineno, eof)
+                    continue
+                if pending > MAX_RECORD_BYTES:
+                    bad, buf, pos, offset, lineno, eof = self._skip_long_line(buf, pos, offset, lineno)
+                    yield bad
+                    continue
+                if not eof:  # gather chunks up to the next newline, joined once (long lines stay linear)
+                    limit = _STREAM_ARRAY_BYTES if array else MAX_RECORD_BYTES
+                    parts = [buf[pos:]]
+                    size = len(parts[0])
+                    while size <= limit:
+                        chunk = self._next_chunk()
+                        if not chunk:
+                            eof = True
+                            break
+                        parts.append(chunk)
+                        size += len(chunk)
+                        if b"\n" in chunk:
+                            break
+                    offset += pos
+                    buf = b"".join(parts)
+                    pos = 0
+                    continue
+                if pos >= len(buf):
+                    return
+                if self._broken():
+                    self.partial = buf[pos:]
+                    return
+                nl = len(buf)
+            line = buf[pos:nl].strip()
+            if line:
+                try:
+                    value = loads(line)
+                except _JSON_ERRORS:
+                    value = _FAILED
+                if value is _FAILED:
+                    buf, pos, offset, lineno, eof = yield from self._slow_from(buf, pos, offset, lineno, eof)
+                    continue
+                yield value
+            pos = nl + 1
+            lineno += 1
+
+    def _slow_from(self, buf: bytes, pos: int, offset: int, lineno: int,
+                   eof: bool) -> Generator[Any, None, tuple[bytes, int, int, int, bool]]:
+        """Decode through a ``_Window`` from ``buf[pos:]``; returns the fast path's new state."""
+        win = _Window(self._chunks, buf[pos:], offset + pos, lineno, eof)
+        stop = yield from self._slow(win)
+        buf, offset, lineno = win.leftover(stop)
+        return buf, 0, offset, lineno, win.eof
+
+    def _skip_long_line(self, buf: bytes, pos: int, offset: int, lineno: int) -> tuple:
+        """An over-long line: a dead letter with its head; reading resumes after its newline."""
+        head = buf[pos : pos + DeadLetter.MAX_RAW_CHARS]
+        length = len(buf) - pos
+        start = offset + pos
+        eof = False
+        while True:
+            chunk = self._next_chunk()
+            if not chunk:
+                eof = True
+                buf, nl = b"", -1
+                break
+            nl = chunk.find(b"\n")
+            if nl >= 0:
+                length += nl
+                buf = chunk[nl + 1 :]
+                break
+            length += len(chunk)
+        detail = f"line of {length} bytes exceeds {MAX_RECORD_BYTES}"
+        bad = _Bad(REASON_RECORD_TOO_LARGE, detail, lineno, start, head.decode("utf-8", "replace"))
+        return bad, buf, 0, start + length + 1, lineno + 1, eof
+
+    def _slow(self, win: _Window) -> Generator[Any, None, int]:
+        """Decode values from the window; returns where line-by-line decoding can take over again.
+
+        That is a line start whose line is not fully read yet (or the end of input): the fast path
+        resumes there, so one bad line in a JSON-lines file costs at most a chunk of slow decoding.
+        """
+        k = 0
+        in_array = False
+        element: re.Pattern | None = None  # resync pattern for the current array's elements
+        first_element = False
+        while True:
+            text = win.text
+            n = len(text)
+            while k < n and (text[k] in _WS or (text[k] == ";" and not in_array)):
+                k += 1
+            if not in_array and k > 0 and text[k - 1] == "\n" and text.find("\n", k) < 0 and not win.eof:
+                return k
+            if k >= n:
+                if in_array and win.pull():
+                    continue
+                if in_array:
+                    line, offset = win.locate(n)
+                    yield _Bad(REASON_UNEXPECTED_EOF, "array not closed at end of input", line, offset, "")
+                return n
+            c = text[k]
+            if in_array:
+                if c == "]":
+                    in_array = False
+                    k += 1
+                    continue
+                if c == ",":
+                    k += 1
+                    continue
+                if first_element:
+                    first_element = False
+                    element = self._element_pattern(text, k)
+            elif c == "[":
+                in_array = first_element = True
+                element = None
+                k += 1
+                continue
+            try:
+                value, j = _JSON_DECODER.raw_decode(text, k)
+            except json.JSONDecodeError as e:
+                # No newline after the error: the value may just go on past what is held.
+                may_go_on = text.find("\n", e.pos) < 0
+                if may_go_on and n - k < MAX_RECORD_BYTES and win.pull():
+                    continue
+                reason = REASON_UNEXPECTED_EOF if may_go_on and win.eof else REASON_INVALID_JSON
+                r, in_array = self._resync(win, k, in_array, element)
+                yield self._bad(win, k, r, e.msg, reason)
+                k = r
+                continue
+            except RecursionError:
+                r, in_array = self._resync(win, k, in_array, element)
+                yield self._bad(win, k, r, "JSON nested too deeply", REASON_INVALID_JSON)
+                k = r
+                continue
+            yield value
+            k = j
+            if k > _WINDOW_TRIM:
+                win.trim(k)
+                k = 0
+
+    @staticmethod
+    def _bad(win: _Window, k: int, r: int, detail: str, reason: str) -> _Bad:
+        line, offset = win.locate(k)
+        return _Bad(reason, detail, line, offset, _safe_raw(win.text[k:r]))
+
+    @staticmethod
+    def _element_pattern(text: str, k: int) -> re.Pattern:
+        """Lines where this array's elements start: at the first element's indentation, as ``}, {``,
+        the closing ``]``; a value in column 0 ends the array (used to resync after bad input)."""
+        line_start = text.rfind("\n", 0, k) + 1
+        indent = text[line_start:k]
+        elem = rf"(?P<elem>{re.escape(indent)})(?=[\{{\[])|" if not indent or indent.isspace() else ""
+        rest = r"(?P<next>\s*\}\s*,\s*)(?=\{)|(?P<close>)(?=\])|(?P<top>)(?=[\{\[])"
+        return re.compile(rf"\n(?:{elem}{rest})")
+
+    @staticmethod
+    def _resync(win: _Window, k: int, in_array: bool, element: re.Pattern | None) -> tuple[int, bool]:
+        """Where decoding starts again after bad input at ``k``: the next line that starts a value.
+
+        Top level: a line starting with ``{`` or ``[`` in column 0 (JSON lines, concatenated values).
+        In an array: a line starting an element like the first one did, ``}, {``, or the closing ``]``.
+        Returns (char position, still in the array).
+        """
+        pattern = element if in_array and element is not None else _TOP_LEVEL_START
+        search_from = k
+        while True:
+            m = pattern.search(win.text, search_from)
+            if m is not None:
+                if pattern is _TOP_LEVEL_START:
+                    return m.start() + 1, False
+                return m.end(), m.lastgroup != "top"
+            search_from = max(k, len(win.text) - 1)
+            if len(win.text) - k > MAX_RECORD_BYTES or not win.pull():
+                return len(win.text), False
+
+
+# ---------------------------------------------------------------------------------------------------
+# JSON records -> Tweets (v1, v2, archives)
+# ---------------------------------------------------------------------------------------------------
+
+_V1_NOTICE_KEYS = frozenset((
+    "scrub_geo", "limit", "status_withheld", "user_withheld", "disconnect", "warning", "friends",
+    "friends_str", "event", "for_user", "control", "direct_message", "user_update",
+))
+_V2_COMPLIANCE_KEYS = frozenset((
+    "delete", "withheld", "drop", "undrop", "scrub_geo", "user_delete", "user_undelete", "user_withheld",
+    "user_suspend", "user_unsuspend", "user_protect", "user_unprotect", "user_profile_modification",
+))
+_V2_TWEET_KEYS = ("author_id", "edit_history_tweet_ids", "referenced_tweets", "conversation_id", "author",
+                  "__twarc", "note_tweet")
+_TWEET_HINT_KEYS = ("created_at", "user", "author_id", "edit_history_tweet_ids", "entities", "source", "lang")
+
+# Account-archive YTD datasets this stage reads (``window.YTD.<name>.partN``).
+_YTD_TWEETS = frozenset(("tweets", "tweet", "community_tweet", "community_tweets"))
+_YTD_DELETED = frozenset(("deleted_tweets", "deleted_tweet"))
+_YTD_NOTES = frozenset(("note_tweet", "note_tweets"))
+
+
+class _Context:
+    """Per-file state: the path, the format, the next record position."""
+
+    __slots__ = ("fmt", "path", "position", "ytd")
+
+    def __init__(self, path: str, fmt: str):
+        self.path = path
+        self.fmt = fmt
+        self.position = 0
+        self.ytd: str | None = None  # archive dataset name, e.g. "tweets" / "deleted_tweets"
+
+    def take(self) -> int:
+        p = self.position
+        self.position = p + 1
+        return p
+
+    def dead(self, reason: str, detail: str = "", raw: Any = "", line: int | None = None,
+             byte_offset: int | None = None) -> DeadLetter:
+        if not isinstance(raw, str):
+            try:
+                raw = json.dumps(raw, ensure_ascii=False)[: DeadLetter.MAX_RAW_CHARS]
+            except (TypeError, ValueError):
+                raw = repr(raw)[: DeadLetter.MAX_RAW_CHARS]
+        return DeadLetter(self.path, self.take(), reason, _no_surrogates(detail), line, byte_offset,
+                          _safe_raw(raw))
+
+
+class _TweetBuilder:
+    """Builds ``Tweet`` records from v1 / archive / v2 tweet objects of one file."""
+
+    def __init__(self, ctx: _Context):
+        self._ctx = ctx
+
+    def make(self, tid: int | None, text: str, fmt: str, created: Any, author: Any, lang: Any,
+             is_retweet: bool, is_reply: bool, is_quote: bool) -> Tweet:
+        ctx = self._ctx
+        position = ctx.take()
+        derived = tid is None
+        if derived:
+            tid = derived_tweet_id(ctx.path, position)
+        text = _no_surrogates(text)
+        return Tweet(
+            id=tid,
+            text=text,
+            source_format=fmt,
+            source_file=ctx.path,
+            position=position,
+            id_derived=derived,
+            created_at_ms=parse_created_at(created),
+            author_id=_parse_id(author),
+            twitter_lang=_no_surrogates(lang) if isinstance(lang, str) else None,
+            is_retweet=is_retweet,
+            is_reply=is_reply,
+            is_quote=is_quote,
+        )
+
+    def v1(self, obj: dict, fmt: str) -> Tweet | str:
+        """A v1.1 tweet object (also archive / Grailbird tweets, whose numbers may be strings)."""
+        tid = _parse_id(obj.get("id_str")) or _parse_id(obj.get("id"))
+        original = obj.get("retweeted_status")
+        is_retweet = isinstance(original, dict)
+        text = None
+        if is_retweet:
+            original_text = _v1_visible_text(original)
+            user = original.get("user")
+            name = user.get("screen_name") if isinstance(user, dict) else None
+            if not name:
+                m = _MANUAL_RT.match(obj.get("full_text") or obj.get("text") or "")
+                name = m.group(1) if m else None
+            if original_text and name:
+                text = f"RT @{name}: {original_text}"
+        if text is None:
+            text = _v1_visible_text(obj)
+            if not is_retweet and text is not None:
+                is_retweet = _MANUAL_RT.match(text) is not None
+        if not _has_text(text):
+            self._ctx.take()
+            return DROP_NO_TEXT
+        user = obj.get("user")
+        author = (user.get("id_str") or user.get("id")) if isinstance(user, dict) else None
+        is_reply = bool(obj.get("in_reply_to_status_id_str") or obj.get("in_reply_to_status_id"))
+        is_quote = (_truthy(obj.get("is_quote_status")) or isinstance(obj.get("quoted_status"), dict)
+                    or bool(obj.get("quoted_status_id_str")))
+        return self.make(tid, text, fmt, obj.get("created_at"), author, obj.get("lang"), is_retweet,
+                         is_reply, is_quote)
+
+    def v2(self, obj: dict, tweets: dict[str, dict], users: dict[str, dict]) -> Tweet | str:
+        """A v2 tweet; ``tweets``/``users`` are the response's ``includes`` by id (context only)."""
+        note = obj.get("note_tweet")
+        text = note.get("text") if isinstance(note, dict) else None
+        if not isinstance(text, str):
+            text = obj.get("text")
+        if isinstance(text, str):
+            text = apply_display_text_range(text, obj.get("display_text_range"))
+        is_retweet = is_reply = is_quote = False
+        refs = obj.get("referenced_tweets")
+        if isinstance(refs, list):
+            for ref in refs:
+                if not isinstance(ref, dict):
+                    continue
+                kind = ref.get("type")
+                if kind == "retweeted":
+                    is_retweet = True
+                    completed = self._v2_retweet_text(obj, ref, tweets, users)
+                    if completed is not None:
+                        text = completed
+                elif kind == "replied_to":
+                    is_reply = True
+                elif kind == "quoted":
+                    is_quote = True
+        if obj.get("in_reply_to_user_id"):
+            is_reply = True
+        if not is_retweet and isinstance(text, str):
+            is_retweet = _MANUAL_RT.match(text) is not None
+        if not _has_text(text):
+            self._ctx.take()
+            return DROP_NO_TEXT
+        author = obj.get("author_id")
+        if author is None and isinstance(obj.get("author"), dict):
+            author = obj["author"].get("id")
+        return self.make(_parse_id(obj.get("id")), text, FORMAT_V2, obj.get("created_at"), author,
+                         obj.get("lang"), is_retweet, is_reply, is_quote)
+
+    @staticmethod
+    def _v2_retweet_text(obj: dict, ref: dict, tweets: dict[str, dict], users: dict[str, dict]) -> str | None:
+        """v2 truncates a retweet's own text: "RT @user: " + the original's full text, when known."""
+        original = ref if isinstance(ref.get("text"), str) else tweets.get(str(ref.get("id")))
+        if not isinstance(original, dict):
+            return None
+        note = original.get("note_tweet")
+        text = note.get("text") if isinstance(note, dict) else None
+        if not isinstance(text, str):
+            text = original.get("text")
+        if not isinstance(text, str) or not text:
+            return None
+        author = original.get("author")
+        name = author.get("username") if isinstance(author, dict) else None
+        if not name:
+            user = users.get(str(original.get("author_id")))
+            name = user.get("username") if user else None
+        if not name:
+            m = _MANUAL_RT.match(obj.get("text") or "")
+            name = m.group(1) if m else None
+        return f"RT @{name}: {text}" if name else None
+
+
+class _JsonRecords:
+    """Routes each decoded JSON value of a file to a Tweet, a drop reason or a dead letter."""
+
+    def __init__(self, ctx: _Context):
+        self._ctx = ctx
+        self._build = _TweetBuilder(ctx)
+        self._tweet_fmt = ctx.fmt if ctx.fmt in (FORMAT_ARCHIVE, FORMAT_GRAILBIRD) else FORMAT_V1
+
+    def value(self, value: Any) -> Iterator[Record]:
+        if isinstance(value, dict):
+            yield from self.object(value)
+        elif isinstance(value, list):
+            for element in value:
+                if isinstance(element, dict):
+                    yield from self.object(element)
+                else:
+                    yield self._ctx.dead(REASON_UNRECOGNISED, "array element is not an object", element)
+        else:
+            yield self._ctx.dead(REASON_UNRECOGNISED, f"top-level JSON {type(value).__name__}", value)
+
+    def object(self, obj: dict) -> Iterator[Record]:
+        ctx = self._ctx
+        if "text" in obj or "full_text" in obj or "extended_tweet" in obj:
+            yield self._tweet(obj)
+        elif "data" in obj or "errors" in obj or "includes" in obj or isinstance(obj.get("meta"), dict):
+            yield from self._v2_response(obj)  # a meta-only page (no results) holds no records
+        elif isinstance(obj.get("statuses"), list):
+            yield from self.value(obj["statuses"])
+        elif isinstance(obj.get("tweet"), dict):
+            yield from self._archive_entry(obj["tweet"])
+        elif isinstance(obj.get("noteTweet"), dict):
+            yield self._note_tweet(obj["noteTweet"])
+        elif "delete" in obj and not ("id" in obj or "id_str" in obj):
+            ctx.take()
+            yield DROP_DELETE_NOTICE
+        elif not _V1_NOTICE_KEYS.isdisjoint(obj) and not ("id" in obj or "id_str" in obj):
+            ctx.take()
+            yield DROP_STREAM_NOTICE
+        elif "action" in obj and "id" in obj:  # v2 batch compliance result
+            ctx.take()
+            yield DROP_COMPLIANCE_EVENT
+        elif "title" in obj and ("type" in obj or "detail" in obj) and "id" not in obj:  # v2 problem
+            ctx.take()
+            yield DROP_API_ERROR
+        elif ("id" in obj or "id_str" in obj) and any(k in obj for k in _TWEET_HINT_KEYS):
+            ctx.take()
+            yield DROP_NO_TEXT  # a tweet object without any text (withheld, media-only)
+        else:
+            yield ctx.dead(REASON_UNRECOGNISED, "JSON object is neither a tweet nor a known notice", obj)
+
+    def _tweet(self, obj: dict) -> Tweet | str:
+        if "user" not in obj and "id_str" not in obj and "full_text" not in obj and (
+            isinstance(obj.get("id"), str) or any(k in obj for k in _V2_TWEET_KEYS)
+        ):
+            return self._build.v2(obj, {}, {})
+        if self._ctx.ytd in _YTD_DELETED or "deleted_at" in obj:
+            self._ctx.take()
+            return DROP_DELETED_BY_AUTHOR
+        return self._build.v1(obj, self._tweet_fmt)
+
+    def _v2_response(self, obj: dict) -> Iterator[Record]:
+        ctx = self._ctx
+        data = obj.get("data")
+        includes = obj.get("includes") if isinstance(obj.get("includes"), dict) else {}
+        tweets = _index_by_id(includes.get("tweets"))
+        users = _index_by_id(includes.get("users"))
+        if isinstance(data, dict):
+            if "id" not in data and not _V2_COMPLIANCE_KEYS.isdisjoint(data):  # compliance stream event
+                ctx.take()
+                yield DROP_COMPLIANCE_EVENT
+            else:
+                data = [data]
+        if isinstance(data, list):
+            for t in data:
+                if not isinstance(t, dict):
+                    yield ctx.dead(REASON_UNRECOGNISED, "v2 data entry is not an object", t)
+                elif "text" in t or "note_tweet" in t:
+                    yield self._build.v2(t, tweets, users)
+                elif "id" in t:
+                    ctx.take()
+                    yield DROP_NO_TEXT
+                else:
+                    yield ctx.dead(REASON_UNRECOGNISED, "v2 data entry is not a tweet", t)
+        elif data is not None and not isinstance(data, dict):
+            yield ctx.dead(REASON_UNRECOGNISED, "v2 data is neither an object nor a list", data)
+        errors = obj.get("errors")
+        if isinstance(errors, list):
+            for _ in errors:
+                ctx.take()
+                yield DROP_API_ERROR
+
+    def _archive_entry(self, tweet: dict) -> Iterator[Record]:
+        if self._ctx.ytd in _YTD_DELETED or "deleted_at" in tweet:
+            self._ctx.take()
+            yield DROP_DELETED_BY_AUTHOR
+        elif "full_text" in tweet or "text" in tweet:
+            yield self._build.v1(tweet, FORMAT_ARCHIVE)
+        else:
+            yield from self.object(tweet)
+
+    def _note_tweet(self, note: dict) -> Tweet | str:
+        """An archive ``noteTweet`` (long post): ``core.text``; ``noteTweetId`` when no ``tweetId``."""
+        text = None
+        for holder in (note.get("core"), note.get("noteTweetResults"), note.get("noteTweetContents"), note):
+            if isinstance(holder, dict) and isinstance(holder.get("text"), str):
+                text = holder["text"]
+                break
+        if not _has_text(text):
+            self._ctx.take()
+            return DROP_NO_TEXT
+        tid = _parse_id(note.get("tweetId")) or _parse_id(note.get("noteTweetId"))
+        return self._build.make(tid, text, FORMAT_ARCHIVE, note.get("createdAt"), None, None,
+                                _MANUAL_RT.match(text) is not None, False, False)
+
+
+def _index_by_id(items: Any) -> dict[str, dict]:
+    if not isinstance(items, list):
+        return {}
+    return {str(x["id"]): x for x in items if isinstance(x, dict) and "id" in x}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Format readers
+# ---------------------------------------------------------------------------------------------------
+
+
+def _bad_to_dead(ctx: _Context, bad: _Bad) -> DeadLetter:
+    return ctx.dead(bad.reason, bad.detail, bad.raw, bad.line, bad.byte_offset)
+
+
+def _read_json(ctx: _Context, chunks: Iterable[bytes], stream: _SafeStream | None = None,
+               offset: int = 0) -> Iterator[Record]:
+    records = _JsonRecords(ctx)
+    broken = (lambda: stream.error is not None) if stream is not None else (lambda: False)
+    values = _JsonValues(chunks, broken, offset)
+    for item in values:
+        if type(item) is _Bad:
+            yield _bad_to_dead(ctx, item)
+        else:
+            yield from records.value(item)
+    if stream is not None and values.partial:
+        stream.partial = values.partial
+
+
+_YTD_PREFIX = re.compile(rb"\s*window\.YTD\.(\w+)\.part\d+\s*=")
+_GRAILBIRD_PREFIX = re.compile(rb"\s*Grailbird\.data\.(\w+)\s*=")
+
+
+def _strip_assignment(chunks: Iterable[bytes], pattern: re.Pattern) -> tuple[re.Match | None, Iterator[bytes],
+                                                                                 int]:
+    """Consume ``window.YTD.x.part0 =`` / ``Grailbird.data.x =`` (in the first chunk, the 64 KiB head)."""
+    it = _without_bom(iter(chunks))
+    first = next(it, b"")
+    m = pattern.match(first)
+    if m is None:
+        return None, itertools.chain([first], it), 0
+    return m, itertools.chain([first[m.end() :]], it), m.end()
+
+
+def _read_archive(ctx: _Context, chunks: Iterable[bytes], stream: _SafeStream) -> Iterator[Record]:
+    m, chunks, offset = _strip_assignment(chunks, _YTD_PREFIX)
+    if m is not None:
+        ctx.ytd = m.group(1).decode("ascii").lower()
+        if ctx.ytd not in _YTD_TWEETS | _YTD_DELETED | _YTD_NOTES:
+            # likes, followers, DMs, ...: not this account's tweets. One dead letter says so.
+            yield ctx.dead(REASON_UNSUPPORTED_ARCHIVE, f"archive dataset {ctx.ytd!r} holds no tweets")
+            return
+    yield from _read_json(ctx, chunks, stream, offset)
+
+
+def _read_grailbird(ctx: _Context, chunks: Iterable[bytes], stream: _SafeStream) -> Iterator[Record]:
+    m, chunks, offset = _strip_assignment(chunks, _GRAILBIRD_PREFIX)
+    if m is not None and not m.group(1).startswith(b"tweets_"):
+        # tweet_index, user_details, ...: the monthly tweets_YYYY_MM files hold the tweets
+        name = m.group(1).decode("ascii")
+        yield ctx.dead(REASON_UNSUPPORTED_ARCHIVE, f"Grailbird dataset {name!r} holds no tweets")
+        return
+    yield from _read_json(ctx, chunks, stream, offset)
+
+
+# Bytes that cp1252 leaves undefined: their presence in a non-UTF-8 file means Mac Roman (old Excel for
+# Mac saves; measured on BarackObama.csv, whose 0x9D bytes decode only there and whose "‰Û"-style
+# mojibake only appears when read as Mac Roman).
+_CP1252_UNDEFINED = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")
+
+
+class _LineDecoder:
+    """Bytes -> str per line: UTF-8, else the file's legacy 8-bit encoding (never loses a record).
+
+    The legacy encoding is chosen once per file, at the first non-UTF-8 line, from a bounded look-ahead:
+    Mac Roman when some non-UTF-8 line holds a byte cp1252 does not define, cp1252 otherwise (which also
+    reads Latin-1 text right).
+    """
+
+    def __init__(self, lines: Iterator[Line], path: str):
+        self._lines = iter(lines)
+        self._path = path
+        self.legacy: str | None = None
+
+    def __iter__(self) -> Iterator[tuple[str | _TooLong, int, int]]:
+        while True:
+            item = next(self._lines, None)
+            if item is None:
+                return
+            line = item[0]
+            if type(line) is not bytes:
+                yield item
+                continue
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
+                if self.legacy is None:
+                    self.legacy = self._choose(item)
+                    logger.info("%s is not UTF-8: reading its non-UTF-8 lines as %s", self._path, self.legacy)
+                text = line.decode(self.legacy, "replace")
+            yield text, item[1], item[2]
+
+    def _choose(self, first_bad: Line) -> str:
+        """Look ahead (bounded, then replayed) at the non-UTF-8 lines to pick the legacy encoding."""
+        ahead: list[Line] = []
+        size = 0
+        for item in self._lines:
+            ahead.append(item)
+            size += len(item[0]) if type(item[0]) is bytes else 0
+            if size >= _LEGACY_LOOKAHEAD_BYTES:
+                break
+        self._lines = itertools.chain(ahead, self._lines)
+        for line, _, _ in (first_bad, *ahead):
+            if type(line) is bytes and _CP1252_UNDEFINED.search(line):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError:
+                    return "mac_roman"
+        return "cp1252"
+
+
+def _read_text(ctx: _Context, lines: Iterator[Line]) -> Iterator[Record]:
+    """Plain text, one tweet per line; blank lines are not records. Ids are derived from positions."""
+    path = ctx.path
+    for line, offset, lineno in _LineDecoder(lines, path):
+        if type(line) is _TooLong:
+            yield ctx.dead(REASON_RECORD_TOO_LARGE, f"line of {line.length} bytes", line.head.decode(
+                "utf-8", "replace"), lineno, offset)
+            continue
+        if line.endswith("\r"):
+            line = line[:-1]
+        if not line or line.isspace():
+            continue
+        position = ctx.take()
+        yield Tweet(id=derived_tweet_id(path, position), text=line, source_format=FORMAT_TEXT,
+                    source_file=path, position=position, id_derived=True)
+
+
+_CSV_TEXT_COLUMNS = ("text", "full_text", "tweet_text", "tweet", "content", "body", "message", "status",
+                     "tweet_content")
+_CSV_ID_COLUMNS = ("tweet_id", "id_str", "status_id", "tweetid", "tweet id", "id")
+# A bare "id" column is often a row number (1, 2, 3, ...): taken as a tweet id only from this size on,
+# else rows of different files would collide in dedup. (Tweet ids passed 10**7 in early 2007.)
+_MIN_BARE_CSV_ID = 10**6
+_CSV_URL_COLUMNS = ("url", "link", "permalink", "tweet_url", "status_url")
+_CSV_DATE_COLUMNS = ("created_at", "timestamp", "date", "datetime", "time", "created", "tweet_created_at")
+_CSV_LANG_COLUMNS = ("lang", "language")
+_CSV_AUTHOR_COLUMNS = ("author_id", "user_id", "user_id_str")
+_STATUS_URL = re.compile(r"/status(?:es)?/(\d{1,19})")
+
+
+class _CsvColumns:
+    """Column indexes of a CSV header, by the names tweet exports use."""
+
+    def __init__(self, header: list[str], text_column: str | None):
+        names = [h.strip().lstrip("\ufeff").lower() for h in header]
+
+        def find(candidates: Iterable[str]) -> int | None:
+            for c in candidates:
+                if c in names:
+                    return names.index(c)
+            return None
+
+        self.text = find([text_column.strip().lower()] if text_column else _CSV_TEXT_COLUMNS)
+        self.id = find(_CSV_ID_COLUMNS)
+        self.bare_id = self.id is not None and names[self.id] == "id"
+        self.url = find(_CSV_URL_COLUMNS)
+        self.date = find(_CSV_DATE_COLUMNS)
+        self.lang = find(_CSV_LANG_COLUMNS)
+        self.author = find(_CSV_AUTHOR_COLUMNS)
+        self.retweet_of = find(("retweeted_status_id",))
+        self.is_retweet = find(("is_retweet",))
+        self.reply_to = find(("in_reply_to_status_id", "in_reply_to_tweet_id"))
+        self.is_reply = find(("is_reply",))
+        self.quote_of = find(("quoted_status_id", "quoted_tweet_id"))
+        self.is_quote = find(("is_quote", "is_quote_status"))
+
+
+def _cell(row: list[str], index: int | None) -> str:
+    return row[index] if index is not None and index < len(row) else ""
+
+
+class _CsvReader:
+    """Legacy ``tweets.csv`` and generic CSV exports: one record per row, multi-line quoted fields."""
+
+    def __init__(self, ctx: _Context, text_column: str | None):
+        self._ctx = ctx
+        self._text_column = text_column
+
+    def read(self, lines: Iterator[Line]) -> Iterator[Record]:
+        ctx = self._ctx
+        too_long: list[DeadLetter] = []
+        source = self._text_lines(_LineDecoder(lines, ctx.path), too_long)
+        delimiter = "\t" if ctx.path.lower().rstrip("/").endswith((".tsv", ".tsv.gz", ".tsv.bz2")) else ","
+        reader = csv.reader(source, delimiter=delimiter)
+        cols: _CsvColumns | None = None
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                row = None
+            except csv.Error as e:  # e.g. a field over the csv module's limit; the reader goes on
+                row = []
+                yield ctx.dead(REASON_MALFORMED_ROW, str(e), "", reader.line_num)
+            yield from too_long
+            too_long.clear()
+            if row is None:
+                break
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if cols is None:
+                cols = _CsvColumns(row, self._text_column)
+                if cols.text is None:
+                    wanted = self._text_column or "/".join(_CSV_TEXT_COLUMNS)
+                    yield ctx.dead(REASON_NO_TEXT_COLUMN, f"no text column ({wanted}) in header",
+                                   ",".join(row), 1)
+                    return
+                continue
+            yield self._row(row, cols, reader.line_num)
+
+    def _text_lines(self, decoded: _LineDecoder, too_long: list[DeadLetter]) -> Iterator[str]:
+        for line, offset, lineno in decoded:
+            if type(line) is _TooLong:
+                too_long.append(self._ctx.dead(REASON_RECORD_TOO_LARGE, f"line of {line.length} bytes",
+                                               line.head.decode("utf-8", "replace"), lineno, offset))
+                continue
+            yield line + "\n"
+
+    def _row(self, row: list[str], cols: _CsvColumns, line_num: int) -> Record:
+        ctx = self._ctx
+        if cols.text >= len(row):
+            return ctx.dead(REASON_MALFORMED_ROW, f"row has {len(row)} fields, text is field {cols.text + 1}",
+                            ",".join(row), line_num)
+        text = row[cols.text]
+        if not _has_text(text):
+            ctx.take()
+            return DROP_NO_TEXT
+        tid = _parse_id(_cell(row, cols.id).strip())
+        if tid is not None and cols.bare_id and tid < _MIN_BARE_CSV_ID:
+            tid = None
+        if tid is None and cols.url is not None:
+            m = _STATUS_URL.search(_cell(row, cols.url))
+            tid = _parse_id(m.group(1)) if m else None
+        position = ctx.take()
+        derived = tid is None
+        if derived:
+            tid = derived_tweet_id(ctx.path, position)
+        lang = _cell(row, cols.lang).strip() or None
+        return Tweet(
+            id=tid,
+            text=text,
+            source_format=FORMAT_CSV,
+            source_file=ctx.path,
+            position=position,
+            id_derived=derived,
+            created_at_ms=parse_created_at(_cell(row, cols.date)),
+            author_id=_parse_id(_cell(row, cols.author).strip()),
+            twitter_lang=lang,
+            is_retweet=(bool(_cell(row, cols.retweet_of).strip()) or _truthy(_cell(row, cols.is_retweet))
+                        or _MANUAL_RT.match(text) is not None),
+            is_reply=bool(_cell(row, cols.reply_to).strip()) or _truthy(_cell(row, cols.is_reply)),
+            is_quote=bool(_cell(row, cols.quote_of).strip()) or _truthy(_cell(row, cols.is_quote)),
+        )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Format detection and the public core API
+# ---------------------------------------------------------------------------------------------------
+
+_COMPRESSION_SUFFIXES = (".gz", ".gzip", ".bz2", ".xz")
+_JSON_KEY = re.compile(rb'"([A-Za-z_]\w*)"\s*:')
+_V2_MARKERS = frozenset((b"edit_history_tweet_ids", b"author_id", b"conversation_id", b"referenced_tweets",
+                         b"__twarc", b"matching_rules", b"includes", b"public_metrics", b"reply_settings",
+                         b"note_tweet", b"redacted_at"))
+_V1_MARKERS = frozenset((b"id_str", b"screen_name", b"in_reply_to_status_id", b"retweeted_status",
+                         b"full_text", b"statuses", b"extended_tweet", b"favorited", b"truncated", b"user"))
+_ARCHIVE_ARRAY = re.compile(rb'\[\s*\{\s*"(?:tweet|noteTweet)"\s*:')
+
+
+def _decompress_head(head: bytes) -> bytes:
+    """Best-effort decompression of the first bytes of a compressed file, for sniffing only."""
+    try:
+        if head[:2] == b"\x1f\x8b":
+            return zlib.decompressobj(wbits=31).decompress(head, HEAD_BYTES)
+        if head[:3] == b"BZh":
+            return bz2.BZ2Decompressor().decompress(head, HEAD_BYTES)
+        if head[:6] == b"\xfd7zXZ\x00":
+            return lzma.LZMADecompressor().decompress(head, HEAD_BYTES)
+    except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError):
+        return b""
+    return head
+
+
+def detect_format(path: str, head: bytes) -> str:
+    """The source format of a file from its first bytes (content first, then the file extension).
+
+    ``head`` may be compressed: it is decompressed as far as it goes. Returns one of SOURCE_FORMATS.
+    """
+    head = _decompress_head(head).lstrip(b" \t\r\n")
+    if head.startswith(_UTF8_BOM):
+        head = head[3:].lstrip(b" \t\r\n")
+    name = path.lower().rstrip("/")
+    for suffix in _COMPRESSION_SUFFIXES:
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    if head.startswith(b"window.YTD."):
+        return FORMAT_ARCHIVE
+    if head.startswith(b"Grailbird.data."):
+        return FORMAT_GRAILBIRD
+    if head[:1] in (b"{", b"["):
+        if _ARCHIVE_ARRAY.match(head):
+            return FORMAT_ARCHIVE
+        keys = set(_JSON_KEY.findall(head[:HEAD_BYTES]))
+        if len(keys & _V2_MARKERS) > len(keys & _V1_MARKERS):
+            return FORMAT_V2
+        if not keys & _V1_MARKERS and {b"action", b"id"} <= keys:  # v2 batch compliance lines
+            return FORMAT_V2
+        return FORMAT_V1
+    if name.endswith((".csv", ".tsv")):
+        return FORMAT_CSV
+    if name.endswith((".json", ".jsonl", ".ndjson")):
+        return FORMAT_V1  # junk before the first value: the JSON reader dead-letters it and goes on
+    if name.endswith((".txt", ".text")):
+        return FORMAT_TEXT
+    header = {f.strip().strip(b'"').decode("utf-8", "replace") for f in
+              re.split(rb"[,\t]", head.split(b"\n", 1)[0].strip().lower())}
+    if len(header) > 1 and header & set(_CSV_TEXT_COLUMNS):  # a header row naming a text column
+        return FORMAT_CSV
+    return FORMAT_TEXT
+
+
+def _records(path: str, stream: _SafeStream, fmt: str, csv_text_column: str | None,
+             head: bytes) -> Iterator[Record]:
+    ctx = _Context(path, fmt)
+    chunks = _chunks(stream, head)
+    if fmt in (FORMAT_V1, FORMAT_V2):
+        records = _read_json(ctx, chunks, stream)
+    elif fmt == FORMAT_ARCHIVE:
+        records = _read_archive(ctx, chunks, stream)
+    elif fmt == FORMAT_GRAILBIRD:
+        records = _read_grailbird(ctx, chunks, stream)
+    elif fmt == FORMAT_CSV:
+        records = _CsvReader(ctx, csv_text_column).read(_iter_lines(chunks, stream))
+    else:
+        records = _read_text(ctx, _iter_lines(chunks, stream))
+    # A value cut off by the end of input is held back one step: if the stream broke, that is the
+    # record at the break, and the one truncated_stream dead letter stands for it.
+    held: DeadLetter | None = None
+    for record in records:
+        if held is not None:
+            yield held
+            held = None
+        if type(record) is DeadLetter and record.reason == REASON_UNEXPECTED_EOF:
+            held = record
+        else:
+            yield record
+    if stream.error is not None:
+        reason, detail = stream.error
+        raw = held.raw if held is not None else stream.partial.decode("utf-8", "replace")
+        yield ctx.dead(reason, f"{detail} (records before the break were kept)", raw, None, stream.offset)
+    elif held is not None:
+        yield held
+
+
+def open_records(path: str, fileobj: BinaryIO, fmt: str | None = None, *,
+                 csv_text_column: str | None = None) -> tuple[str, Iterator[Record]]:
+    """Like ``iter_records``, also returning the format used (detected unless ``fmt`` is given)."""
+    if fmt is not None and fmt not in SOURCE_FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {SOURCE_FORMATS}")
+    stream = _open_decompressed(fileobj)
+    head = b""
+    while len(head) < HEAD_BYTES:  # decompressors may return less than asked
+        data = stream.read(HEAD_BYTES - len(head))
+        if not data:
+            break
+        head += data
+    used = fmt or detect_format(path, head)
+    return used, _records(path, stream, used, csv_text_column, head)
+
+
+def iter_records(path: str, fileobj: BinaryIO, fmt: str | None = None, *,
+                 csv_text_column: str | None = None) -> Iterator[Tweet | DeadLetter | str]:
+    """Parse one file: each input record -> a ``Tweet``, a ``DROP_*`` reason, or a ``DeadLetter``.
+
+    ``fileobj`` is the raw (possibly compressed) binary stream of ``path``; it is read incrementally.
+    ``fmt`` forces a format (default: ``detect_format``); ``csv_text_column`` names the CSV text column.
+    """
+    return open_records(path, fileobj, fmt, csv_text_column=csv_text_column)[1]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Beam
+# ---------------------------------------------------------------------------------------------------
+
+_KIND_TWEETS = 0
+_KIND_DROPS = 1
+_KIND_DEAD = 2
+
+
+class _ParseFilesFn(beam.DoFn):
+    """Parses one matched file into batches of tweets, drop counts and dead letters (tagged by kind)."""
+
+    def __init__(self, fmt: str | None, csv_text_column: str | None, batch_size: int):
+        self._fmt = fmt
+        self._csv_text_column = csv_text_column
+        self._batch_size = batch_size
+        self._read: dict[str, Any] = {}
+
+    def setup(self) -> None:
+        self._read = {f: Metrics.counter(METRICS_NAMESPACE, f"parse_records_read_{f}")
+                      for f in SOURCE_FORMATS}
+        self._files = Metrics.counter(METRICS_NAMESPACE, "parse_files_read")
+
+    def process(self, readable: fileio.ReadableFile) -> Iterator[tuple[int, Any]]:
+        path = readable.metadata.path
+        batch: list[Tweet] = []
+        drops: Counter = Counter()
+        n = dead = 0
+        # UNCOMPRESSED: decompression (by magic bytes) and truncation handling are ours.
+        with readable.open(compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            fmt, records = open_records(path, f, self._fmt, csv_text_column=self._csv_text_column)
+            for record in records:
+                n += 1
+                if type(record) is Tweet:
+                    batch.append(record)
+                    if len(batch) >= self._batch_size:
+                        yield _KIND_TWEETS, batch
+                        batch = []
+                elif type(record) is str:
+                    drops[record] += 1
+                else:
+                    dead += 1
+                    yield _KIND_DEAD, record
+        if batch:
+            yield _KIND_TWEETS, batch
+        if drops:
+            yield _KIND_DROPS, drops
+        self._read[fmt].inc(n)
+        self._files.inc()
+        logger.info("parsed %s (%s): %d records, %d dropped, %d dead letters", path, fmt, n,
+                    sum(drops.values()), dead)
+
+
+class _RouteFn(beam.DoFn):
+    """Splits parsed output into the stage's tagged outputs (after the Reshuffle spread it out)."""
+
+    def setup(self) -> None:
+        self._drops = DropCounter("parse")
+
+    def process(self, item: tuple[int, Any]) -> Iterator[Any]:
+        kind, payload = item
+        if kind == _KIND_TWEETS:
+            yield payload
+        elif kind == _KIND_DROPS:
+            yield from self._drops.emit(payload)
+        else:
+            yield beam.pvalue.TaggedOutput(TAG_DEAD_LETTERS, payload)
+
+
+class ReadArchives(beam.PTransform):
+    """Files matching ``patterns`` -> batches of ``Tweet`` (main), drop counts, dead letters.
+
+    Apply to a pipeline: ``p | ReadArchives([...])``. Returns the ``DoOutputsTuple`` of the final
+    ParDo: main ``'tweets'`` = lists of up to ``batch_size`` tweets; ``TAG_DROPPED`` = ``(reason, n)``;
+    ``TAG_DEAD_LETTERS`` = ``DeadLetter``. A pattern that matches no file fails the pipeline.
+    """
+
+    def __init__(self, patterns: list[str], fmt: str | None = None, csv_text_column: str | None = None,
+                 batch_size: int = 1000):
+        super().__init__()
+        if isinstance(patterns, str):
+            patterns = [patterns]
+        if not patterns:
+            raise ValueError("ReadArchives needs at least one file pattern")
+        if fmt is not None and fmt not in SOURCE_FORMATS:
+            raise ValueError(f"unknown format {fmt!r}; expected one of {SOURCE_FORMATS}")
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self._patterns = list(patterns)
+        self._fmt = fmt
+        self._csv_text_column = csv_text_column
+        self._batch_size = batch_size
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
+        matches = [
+            pbegin | f"MatchFiles[{i}]" >> fileio.MatchFiles(
+                pattern, empty_match_treatment=fileio.EmptyMatchTreatment.DISALLOW)
+            for i, pattern in enumerate(self._patterns)
+        ]
+        files = (
+            tuple(matches)
+            | "FlattenMatches" >> beam.Flatten()
+            # Matching yields all files in one bundle: spread them so files parse on many workers.
+            | "ReshuffleFiles" >> beam.Reshuffle()
+            | "ReadMatches" >> fileio.ReadMatches(compression=CompressionTypes.UNCOMPRESSED)
+        )
+        return (
+            files
+            | "ParseFiles" >> beam.ParDo(_ParseFilesFn(self._fmt, self._csv_text_column, self._batch_size))
+            # One file parses on one worker: spread its batches so downstream stages run wide.
+            | "ReshuffleParsed" >> beam.Reshuffle()
+            | "RouteOutputs"
+            >> beam.ParDo(_RouteFn()).with_outputs(TAG_DROPPED, TAG_DEAD_LETTERS, main="tweets")
+        )
