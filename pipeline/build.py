@@ -19,7 +19,7 @@ from tweetmill.transforms.clean import CleanTweets
 from tweetmill.transforms.common import TAG_DEAD_LETTERS, TAG_DROPPED
 from tweetmill.transforms.dedup import DeduplicateIds, DeduplicateTexts
 from tweetmill.transforms.filter import DetectLanguage, FilterTweets
-from tweetmill.transforms.parse import ReadArchives
+from tweetmill.transforms.parse import TAG_FILES, ReadArchives
 from tweetmill.transforms.tokenize import TokenizeTweets, load_tokenizer
 from tweetmill.transforms.write import Finalize, OutputSpec, WriteDeadLetters, WriteShards
 
@@ -107,6 +107,7 @@ def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec) -> None:
         read=read,
         dropped=dropped,
         stages=stages,
+        inputs=parsed[TAG_FILES],
     )
 
 

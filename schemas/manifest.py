@@ -60,6 +60,8 @@ class Manifest:
     config: dict[str, Any] = field(default_factory=dict)
     error_files: list[str] = field(default_factory=list)
     stages: dict[str, Any] = field(default_factory=dict)  # per-stage extras (e.g. near-dup clusters)
+    # One entry per input file: file, format, records, tweets, dropped (reason -> n), errors.
+    inputs: list[dict[str, Any]] = field(default_factory=list)
     created_by: str = ""
 
     @property
@@ -94,6 +96,7 @@ class Manifest:
             "shards": [asdict(s) for s in self.shards],
             "error_files": self.error_files,
             "stages": self.stages,
+            "inputs": self.inputs,
             "config": self.config,
         }
         return json.dumps(doc, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
@@ -123,5 +126,6 @@ class Manifest:
             config=doc.get("config", {}),
             error_files=doc.get("error_files", []),
             stages=doc.get("stages", {}),
+            inputs=doc.get("inputs", []),
             created_by=doc.get("created_by", ""),
         )

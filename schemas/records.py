@@ -53,6 +53,9 @@ class Tweet:
     is_retweet: bool = False
     is_reply: bool = False
     is_quote: bool = False
+    # The parser applied the payload's display_text_range: the hidden reply prefix is already gone,
+    # so a leading @mention left in the text was typed by the author and stays.
+    display_range_applied: bool = False
     # Filled by the tokenize stage: token ids as little-endian int32 bytes (cheaper to move
     # between Beam stages than lists or numpy arrays).
     token_bytes: bytes = field(default=b"", repr=False)

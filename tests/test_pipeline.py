@@ -175,3 +175,96 @@ def test_unbalanced_run_fails_loudly_and_publishes_nothing(tmp_path, monkeypatch
         run(RunConfig(inputs=(str(SAMPLE / "*.csv"),), output=str(out)))
     assert not (out / MANIFEST_NAME).exists()
     assert not list(out.glob("shard-*"))
+
+
+# --- the whole shared corpus, every format --------------------------------------------------------
+
+# (records, tweets, dropped by reason, dead letters) per file, by the formats' rules; see
+# ../shared/data/SOURCES.md and tests/test_parse.py for why a few differ from the stated counts.
+EXPECTED_FILES = {
+    "v1/tweepy_cassettes_v1.jsonl": (111, 111, {}, 0),
+    "v1/att-ast/test.jsonl": (100, 95, {"delete_notice": 5}, 0),
+    "v1/att-ast/twit.jsonl": (100, 94, {"delete_notice": 6}, 0),
+    "v1/python-twitter/get_search_raw.json": (100, 100, {}, 0),
+    "v1/python-twitter/streaming__lines.json": (72, 72, {}, 0),
+    "v1/anaconda/search__tweets.json": (15, 15, {}, 0),
+    "v1/tweet-updates/original__classic_no_hidden___tweet.json": (2, 2, {}, 0),
+    "v1/tweet-updates/initial__compatibility_classic_13995.json": (3, 2, {}, 1),
+    "v2/twarc-csv/brexit.jsonl": (100, 100, {}, 0),
+    "v2/twarc-csv/flat.jsonl": (100, 100, {}, 0),
+    "v2/twarc-csv/kpop.jsonl": (101, 100, {"api_error": 1}, 0),
+    "v2/twarc-csv/media_policy_violation_on.jsonl": (100, 42, {"no_text": 58}, 0),
+    "v2/twarc-csv/withheld.jsonl": (220, 214, {"no_text": 1, "api_error": 5}, 0),
+    "v2/twarc-csv/streaming_output_with_error.jsonl": (8, 7, {}, 1),
+    "v2/twarc-csv/tweets_compliance.jsonl": (2, 0, {"compliance_event": 2}, 0),
+    "v2/tweepy_cassettes_v2.jsonl": (338, 338, {}, 0),
+    "archive/milahu-twitter-milahu104/tweets.js": (2045, 2045, {}, 0),
+    "archive/milahu-twitter-milahu104/deleted-tweets.js": (47, 0, {"deleted_by_author": 47}, 0),
+    "archive/milahu-twitter-milahu104/community-tweet.js": (3, 3, {}, 0),
+    "archive/milahu-twitter-milahu104/note-tweet.js": (0, 0, {}, 0),
+    "csv/legacy-archive-NiciDieNase_tweets.csv": (1357, 1357, {}, 0),
+    "csv/fivethirtyeight_mayweather-mcgregor__tweets.csv": (12118, 12118, {}, 0),
+    "csv/fivethirtyeight_twitter-ratio__BarackObama.csv": (3207, 3207, {}, 0),
+    "csv/fivethirtyeight_trump-twitter__realDonaldTrump_poll_tweets.csv": (448, 448, {}, 0),
+}
+
+
+@pytest.fixture(scope="module")
+def corpus_run(tmp_path_factory):
+    from conftest import shared_data
+
+    root = shared_data()
+    patterns = [str(root / d / "**") for d in ("v1", "v2", "archive", "csv")]
+    out = tmp_path_factory.mktemp("corpus") / "out"
+    manifest = run(RunConfig(inputs=tuple(patterns), output=str(out)))
+    return root, out, manifest
+
+
+def test_every_shared_file_is_read_and_accounted_for(corpus_run):
+    root, out, manifest = corpus_run
+    assert_accounting(out, manifest)
+    files = {str(Path(f["file"]).relative_to(root)): f for f in manifest.inputs}
+    on_disk = {
+        str(p.relative_to(root))
+        for d in ("v1", "v2", "archive", "csv")
+        for p in (root / d).rglob("*")
+        if p.is_file()
+    }
+    assert set(files) == on_disk
+    for name, (records, tweets, dropped, errors) in EXPECTED_FILES.items():
+        got = files[name]
+        assert (got["records"], got["tweets"], got["dropped"], got["errors"]) == (
+            records,
+            tweets,
+            dropped,
+            errors,
+        ), name
+    for name, got in files.items():
+        assert got["records"] == got["tweets"] + sum(got["dropped"].values()) + got["errors"], name
+    grailbird = [f for n, f in files.items() if "grailbird" in n]
+    assert len(grailbird) == 45 and sum(f["tweets"] for f in grailbird) == 1357
+    assert all(f["format"] == "grailbird" for f in grailbird)
+    assert manifest.counts.read == sum(f["records"] for f in files.values())
+
+
+def test_shared_corpus_texts_are_clean_full_and_exact(corpus_run):
+    _, out, manifest = corpus_run
+    rows = {r["id"]: r for r in read_shards(out, manifest).to_pylist()}
+    # entities unescaped, hidden reply prefix (25 mentions) and trailing photo URL removed
+    reply = rows[758839565989720065]
+    assert reply["text"] == (
+        "this is a reply to 25 people with 140 characters of text for me to say what I want to say. "
+        "& I still have room to attach a photo of a puppy!"
+    )
+    assert reply["is_reply"]
+    # the extended tweet's full text, not the truncated "…" version
+    full = rows[971726741583605760]["text"]
+    assert full.endswith("OutLook from ClouData & Multiverse - <URL>") and len(full) > 140
+    # a visible @mention typed after the hidden prefix stays (as a placeholder)
+    assert rows[743496707711733760]["text"].startswith("@user has more details about these changes")
+    # ids beyond 2**53 survive exactly
+    assert rows[759227111810985984]["text"] == "Watch LIVE <URL>"
+    assert not any("&amp;" in r["text"] or "&gt;" in r["text"] for r in rows.values())
+    assert not any(r["is_retweet"] for r in rows.values())
+    created = rows[759227111810985984]["created_at"]
+    assert (created.year, created.month, created.day, created.hour, created.minute) == (2016, 7, 30, 3, 20)

@@ -901,15 +901,21 @@ def _with_text(tweet: Tweet, text: str) -> Tweet:
     return new
 
 
+def _reply_prefix_rule_applies(tweet: Tweet) -> bool:
+    """Whether the reply-prefix rule applies: a reply whose payload did not say what is displayed."""
+    return tweet.is_reply and not tweet.display_range_applied
+
+
 def clean_batch_counted(tweets: list[Tweet], config: CleanConfig) -> tuple[list[Tweet], Counter]:
     """``clean_batch`` plus a ``Counter`` over ``STAT_NAMES`` of what each step changed."""
     stats: Counter = Counter()
-    return [_with_text(t, _clean(t.text, config, t.is_reply, stats)) for t in tweets], stats
+    cleaned = [_with_text(t, _clean(t.text, config, _reply_prefix_rule_applies(t), stats)) for t in tweets]
+    return cleaned, stats
 
 
 def clean_batch(tweets: list[Tweet], config: CleanConfig) -> list[Tweet]:
     """New Tweets with cleaned text, same order and length: never drops (the filter stage drops)."""
-    return [_with_text(t, _clean(t.text, config, t.is_reply, None)) for t in tweets]
+    return [_with_text(t, _clean(t.text, config, _reply_prefix_rule_applies(t), None)) for t in tweets]
 
 
 class _CleanBatchFn(beam.DoFn):

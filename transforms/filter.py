@@ -107,7 +107,9 @@ class _LanguageFn(beam.DoFn):
     def setup(self) -> None:
         from tweetmill.transforms.langid import make_detector
 
-        self._detector = make_detector(self._config.lang_engine, min_confidence=self._config.min_lang_confidence)
+        self._detector = make_detector(
+            self._config.lang_engine, min_confidence=self._config.min_lang_confidence
+        )
         self._detector.setup()  # load the model once per worker, not on the first batch
         self._drops = DropCounter("language")
 

@@ -865,8 +865,14 @@ class _TweetBuilder:
         is_reply = bool(obj.get("in_reply_to_status_id_str") or obj.get("in_reply_to_status_id"))
         is_quote = (_truthy(obj.get("is_quote_status")) or isinstance(obj.get("quoted_status"), dict)
                     or bool(obj.get("quoted_status_id_str")))
-        return self.make(tid, text, fmt, obj.get("created_at"), author, obj.get("lang"), is_retweet,
-                         is_reply, is_quote)
+        tweet = self.make(tid, text, fmt, obj.get("created_at"), author, obj.get("lang"), is_retweet,
+                          is_reply, is_quote)
+        # Where the payload says which part is displayed, the hidden reply prefix is already gone.
+        ext = obj.get("extended_tweet")
+        tweet.display_range_applied = "display_text_range" in obj or (
+            isinstance(ext, dict) and "display_text_range" in ext
+        )
+        return tweet
 
     def v2(self, obj: dict, tweets: dict[str, dict], users: dict[str, dict]) -> Tweet | str:
         """A v2 tweet; ``tweets``/``users`` are the response's ``includes`` by id (context only)."""
@@ -1441,6 +1447,9 @@ def iter_records(path: str, fileobj: BinaryIO, fmt: str | None = None, *,
 _KIND_TWEETS = 0
 _KIND_DROPS = 1
 _KIND_DEAD = 2
+_KIND_FILE = 3
+
+TAG_FILES = "files"  # one summary per input file: where its records went
 
 
 class _ParseFilesFn(beam.DoFn):
@@ -1461,13 +1470,14 @@ class _ParseFilesFn(beam.DoFn):
         path = readable.metadata.path
         batch: list[Tweet] = []
         drops: Counter = Counter()
-        n = dead = 0
+        n = dead = tweets = 0
         # UNCOMPRESSED: decompression (by magic bytes) and truncation handling are ours.
         with readable.open(compression_type=CompressionTypes.UNCOMPRESSED) as f:
             fmt, records = open_records(path, f, self._fmt, csv_text_column=self._csv_text_column)
             for record in records:
                 n += 1
                 if type(record) is Tweet:
+                    tweets += 1
                     batch.append(record)
                     if len(batch) >= self._batch_size:
                         yield _KIND_TWEETS, batch
@@ -1481,6 +1491,8 @@ class _ParseFilesFn(beam.DoFn):
             yield _KIND_TWEETS, batch
         if drops:
             yield _KIND_DROPS, drops
+        yield _KIND_FILE, {"file": path, "format": fmt, "records": n, "tweets": tweets,
+                           "dropped": dict(sorted(drops.items())), "errors": dead}
         self._read[fmt].inc(n)
         self._files.inc()
         logger.info("parsed %s (%s): %d records, %d dropped, %d dead letters", path, fmt, n,
@@ -1499,6 +1511,8 @@ class _RouteFn(beam.DoFn):
             yield payload
         elif kind == _KIND_DROPS:
             yield from self._drops.emit(payload)
+        elif kind == _KIND_FILE:
+            yield beam.pvalue.TaggedOutput(TAG_FILES, payload)
         else:
             yield beam.pvalue.TaggedOutput(TAG_DEAD_LETTERS, payload)
 
@@ -1508,7 +1522,8 @@ class ReadArchives(beam.PTransform):
 
     Apply to a pipeline: ``p | ReadArchives([...])``. Returns the ``DoOutputsTuple`` of the final
     ParDo: main ``'tweets'`` = lists of up to ``batch_size`` tweets; ``TAG_DROPPED`` = ``(reason, n)``;
-    ``TAG_DEAD_LETTERS`` = ``DeadLetter``. A pattern that matches no file fails the pipeline.
+    ``TAG_DEAD_LETTERS`` = ``DeadLetter``; ``TAG_FILES`` = one summary dict per file (format, records,
+    tweets, dropped by reason, errors). A pattern that matches no file fails the pipeline.
     """
 
     def __init__(self, patterns: list[str], fmt: str | None = None, csv_text_column: str | None = None,
@@ -1546,5 +1561,5 @@ class ReadArchives(beam.PTransform):
             # One file parses on one worker: spread its batches so downstream stages run wide.
             | "ReshuffleParsed" >> beam.Reshuffle()
             | "RouteOutputs"
-            >> beam.ParDo(_RouteFn()).with_outputs(TAG_DROPPED, TAG_DEAD_LETTERS, main="tweets")
+            >> beam.ParDo(_RouteFn()).with_outputs(TAG_DROPPED, TAG_DEAD_LETTERS, TAG_FILES, main="tweets")
         )

@@ -216,6 +216,7 @@ def build_manifest(
     errors: int,
     error_files: list[str],
     stages: dict[str, Any],
+    inputs: list[dict[str, Any]],
 ) -> Manifest:
     counts = Counts(
         read=read,
@@ -232,6 +233,7 @@ def build_manifest(
         config=spec.config,
         error_files=sorted(error_files),
         stages=stages,
+        inputs=sorted(inputs, key=lambda f: (f["file"], f["records"])),
         created_by=spec.created_by,
     )
 
@@ -294,7 +296,7 @@ class _FinalizeFn(beam.DoFn):
     def __init__(self, spec: OutputSpec):
         self._spec = spec
 
-    def process(self, _, num_shards, written, error_files, read, dropped, stages) -> Iterator[str]:
+    def process(self, _, num_shards, written, error_files, read, dropped, stages, inputs) -> Iterator[str]:
         spec = self._spec
         written = fill_missing_shards(spec, list(written), num_shards)
         manifest = build_manifest(
@@ -305,8 +307,12 @@ class _FinalizeFn(beam.DoFn):
             errors=sum(n for _, _, n in error_files),
             error_files=[name for name, _, _ in error_files],
             stages=dict(stages),
+            inputs=list(inputs),
         )
         check_balance(manifest.counts)
+        per_file = sum(f["records"] for f in manifest.inputs)
+        if per_file != read:
+            raise AccountingError(f"input files report {per_file} records but the parse stage emitted {read}")
         publish(spec, written, list(error_files), manifest)
         log.info("published %d shards to %s", len(written), spec.output)
         yield manifest.to_json()
@@ -315,13 +321,13 @@ class _FinalizeFn(beam.DoFn):
 class Finalize(beam.PTransform):
     """Check the accounting, publish shards and dead letters, write ``manifest.json`` last."""
 
-    def __init__(self, spec: OutputSpec, *, num_shards, written, error_files, read, dropped, stages):
+    def __init__(self, spec: OutputSpec, *, num_shards, written, error_files, read, dropped, stages, inputs):
         super().__init__()
         self._spec = spec
-        self._inputs = (num_shards, written, error_files, read, dropped, stages)
+        self._inputs = (num_shards, written, error_files, read, dropped, stages, inputs)
 
     def expand(self, pbegin):
-        num_shards, written, error_files, read, dropped, stages = self._inputs
+        num_shards, written, error_files, read, dropped, stages, inputs = self._inputs
         return (
             pbegin
             | "Once" >> beam.Create([None])
@@ -334,5 +340,6 @@ class Finalize(beam.PTransform):
                 read=beam.pvalue.AsSingleton(read),
                 dropped=beam.pvalue.AsList(dropped),
                 stages=beam.pvalue.AsList(stages),
+                inputs=beam.pvalue.AsList(inputs),
             )
         )
