@@ -23,9 +23,12 @@ lint: install
 	$(BIN)/ruff check pipeline transforms schemas gpu_train tests bench
 
 demo: install
-	rm -rf demo-out
+	rm -rf demo-out demo-runs
 	$(BIN)/tweetmill run 'examples/sample/data/*' --output demo-out
 	$(BIN)/tweetmill stats demo-out
+	$(BIN)/tweetmill train demo-out --model tiny --steps 4 --batch-tokens 2048 --log-interval 1 \
+		--device cpu --run-dir demo-runs
+	$(BIN)/tweetmill generate demo-runs/latest --prompt "Good morning" --max-new-tokens 20 --device cpu
 
 clean:
-	rm -rf $(VENV) demo-out *.egg-info
+	rm -rf $(VENV) demo-out demo-runs *.egg-info

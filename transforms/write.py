@@ -26,10 +26,12 @@ from apache_beam.io.filesystems import FileSystems
 from tweetmill.schemas.manifest import MANIFEST_NAME, Counts, Manifest, ShardEntry, TokenizerInfo
 from tweetmill.schemas.records import DeadLetter, Tweet
 from tweetmill.schemas.shard import SHARD_FORMAT_VERSION, SHARD_PREFIX, shard_file_name, shard_schema
+from tweetmill.transforms.tokenize import read_tokenizer_bytes
 
 log = logging.getLogger(__name__)
 
 ERRORS_DIR = "errors"
+TOKENIZER_NAME = "tokenizer.json"  # a copy of the run's tokenizer, so the shards decode on their own
 NUM_ERROR_FILES = 16
 RECORD_BATCH_ROWS = 65_536
 _MASK64 = (1 << 64) - 1
@@ -266,19 +268,24 @@ def publish(
     manifest_path = FileSystems.join(out, MANIFEST_NAME)
     if FileSystems.exists(manifest_path):
         FileSystems.delete([manifest_path])  # the directory stops looking complete first
-    stale = _existing(FileSystems.join(out, f"{SHARD_PREFIX}*")) + _existing(
-        FileSystems.join(out, ERRORS_DIR, "errors-*")
+    stale = (
+        _existing(FileSystems.join(out, f"{SHARD_PREFIX}*"))
+        + _existing(FileSystems.join(out, ERRORS_DIR, "errors-*"))
+        + _existing(FileSystems.join(out, TOKENIZER_NAME))
     )
     if stale:
         FileSystems.delete(stale)
-    sources = [w.temp_path for w in written] + [temp for _, temp, _ in error_files]
-    targets = [FileSystems.join(out, w.entry.file) for w in written] + [
-        FileSystems.join(out, name) for name, _, _ in error_files
-    ]
-    if sources:
-        if error_files:
-            _ensure_dir(FileSystems.join(out, ERRORS_DIR))
-        FileSystems.rename(sources, targets)
+    temp_tokenizer = FileSystems.join(spec.temp_dir, TOKENIZER_NAME)
+    write_bytes(temp_tokenizer, read_tokenizer_bytes(spec.tokenizer.source))
+    sources = [w.temp_path for w in written] + [temp for _, temp, _ in error_files] + [temp_tokenizer]
+    targets = (
+        [FileSystems.join(out, w.entry.file) for w in written]
+        + [FileSystems.join(out, name) for name, _, _ in error_files]
+        + [FileSystems.join(out, TOKENIZER_NAME)]
+    )
+    if error_files:
+        _ensure_dir(FileSystems.join(out, ERRORS_DIR))
+    FileSystems.rename(sources, targets)
     temp_manifest = FileSystems.join(spec.temp_dir, MANIFEST_NAME)
     write_bytes(temp_manifest, manifest.to_json().encode("utf-8"))
     FileSystems.rename([temp_manifest], [manifest_path])
