@@ -15,6 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from tweetmill.pipeline.options import RunConfig
 from tweetmill.schemas.manifest import MANIFEST_NAME, Manifest, TokenizerInfo
+from tweetmill.schemas.records import Tweet
 from tweetmill.transforms.clean import CleanTweets
 from tweetmill.transforms.common import TAG_DEAD_LETTERS, TAG_DROPPED
 from tweetmill.transforms.dedup import DeduplicateIds, DeduplicateTexts
@@ -40,7 +41,7 @@ def tweetmill_version() -> str:
 
 class _Unbatch(beam.PTransform):
     def expand(self, batches):
-        return batches | "Flatten" >> beam.FlatMap(lambda batch: batch)
+        return batches | "Flatten" >> beam.FlatMap(lambda batch: batch).with_output_types(Tweet)
 
 
 def output_spec(config: RunConfig) -> OutputSpec:

@@ -882,25 +882,6 @@ def clean_text(text: str, config: CleanConfig, *, is_reply: bool = False) -> str
     return _clean(text, config, is_reply, None)
 
 
-# ``dataclasses.replace`` costs ~6 µs a tweet, a dict copy ~1 µs; valid while Tweet is a plain
-# mutable dataclass without slots or __post_init__ (else the safe path is taken).
-_FAST_COPY = (
-    not hasattr(Tweet, "__slots__")
-    and Tweet.__setattr__ is object.__setattr__
-    and not hasattr(Tweet, "__post_init__")
-)
-
-
-def _with_text(tweet: Tweet, text: str) -> Tweet:
-    """A new Tweet equal to ``tweet`` but for ``text`` (the input is never mutated)."""
-    if not _FAST_COPY or type(tweet) is not Tweet:
-        return tweet.replace(text=text)
-    new = object.__new__(Tweet)
-    new.__dict__.update(tweet.__dict__)
-    new.text = text
-    return new
-
-
 def _reply_prefix_rule_applies(tweet: Tweet) -> bool:
     """Whether the reply-prefix rule applies: a reply whose payload did not say what is displayed."""
     return tweet.is_reply and not tweet.display_range_applied
@@ -909,13 +890,13 @@ def _reply_prefix_rule_applies(tweet: Tweet) -> bool:
 def clean_batch_counted(tweets: list[Tweet], config: CleanConfig) -> tuple[list[Tweet], Counter]:
     """``clean_batch`` plus a ``Counter`` over ``STAT_NAMES`` of what each step changed."""
     stats: Counter = Counter()
-    cleaned = [_with_text(t, _clean(t.text, config, _reply_prefix_rule_applies(t), stats)) for t in tweets]
+    cleaned = [t.replace(text=_clean(t.text, config, _reply_prefix_rule_applies(t), stats)) for t in tweets]
     return cleaned, stats
 
 
 def clean_batch(tweets: list[Tweet], config: CleanConfig) -> list[Tweet]:
     """New Tweets with cleaned text, same order and length: never drops (the filter stage drops)."""
-    return [_with_text(t, _clean(t.text, config, _reply_prefix_rule_applies(t), None)) for t in tweets]
+    return [t.replace(text=_clean(t.text, config, _reply_prefix_rule_applies(t), None)) for t in tweets]
 
 
 class _CleanBatchFn(beam.DoFn):
@@ -944,4 +925,5 @@ class CleanTweets(beam.PTransform):
         self._config = config
 
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
-        return batches | "CleanBatches" >> beam.ParDo(_CleanBatchFn(self._config))
+        clean = beam.ParDo(_CleanBatchFn(self._config)).with_output_types(list[Tweet])
+        return batches | "CleanBatches" >> clean

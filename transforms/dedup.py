@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import apache_beam as beam
 from tweetmill.schemas.records import DROP_DUPLICATE_ID, DROP_EXACT_DUPLICATE, Tweet
-from tweetmill.transforms.common import TAG_DROPPED, DropCounter
+from tweetmill.transforms.common import TAG_DROPPED, DropCounter, TweetCoder
 
 _WHITESPACE = re.compile(r"\s+")
 
@@ -64,6 +64,9 @@ class KeepFirst(beam.CombineFn):
     def extract_output(self, acc):
         return acc
 
+    def get_accumulator_coder(self):
+        return beam.coders.TupleCoder([beam.coders.NullableCoder(TweetCoder()), beam.coders.VarIntCoder()])
+
 
 def dedup_batch(tweets: list[Tweet], key: Callable[[Tweet], object], order: Callable[[Tweet], tuple]):
     """The pure core, for tests and single-process use: survivors and the number removed."""
@@ -90,17 +93,25 @@ class _EmitSurvivor(beam.DoFn):
 
 
 class _Deduplicate(beam.PTransform):
-    def __init__(self, key: Callable[[Tweet], object], order: Callable[[Tweet], tuple], reason: str):
+    def __init__(
+        self, key: Callable[[Tweet], object], key_type: type, order: Callable[[Tweet], tuple], reason: str
+    ):
         super().__init__()
-        self._key, self._order, self._reason = key, order, reason
+        self._key, self._key_type, self._order, self._reason = key, key_type, order, reason
 
     def expand(self, tweets):
         return (
             tweets
-            | "Key" >> beam.Map(lambda t, key=self._key: (key(t), t))
-            | "KeepFirst" >> beam.CombinePerKey(KeepFirst(self._order))
+            | "Key"
+            >> beam.Map(lambda t, key=self._key: (key(t), t)).with_output_types(tuple[self._key_type, Tweet])
+            | "KeepFirst"
+            >> beam.CombinePerKey(KeepFirst(self._order)).with_output_types(
+                tuple[self._key_type, tuple[Tweet, int]]
+            )
             | "EmitSurvivors"
-            >> beam.ParDo(_EmitSurvivor(self._reason)).with_outputs(TAG_DROPPED, main="tweets")
+            >> beam.ParDo(_EmitSurvivor(self._reason))
+            .with_output_types(Tweet)
+            .with_outputs(TAG_DROPPED, main="tweets")
         )
 
 
@@ -116,11 +127,11 @@ class DeduplicateIds(_Deduplicate):
     """One tweet per id (overlapping archives hold the same tweets)."""
 
     def __init__(self):
-        super().__init__(_tweet_id, id_survivor_order, DROP_DUPLICATE_ID)
+        super().__init__(_tweet_id, int, id_survivor_order, DROP_DUPLICATE_ID)
 
 
 class DeduplicateTexts(_Deduplicate):
     """One tweet per normalised text; the survivor is the tweet with the smallest id."""
 
     def __init__(self):
-        super().__init__(_text_key, text_survivor_order, DROP_EXACT_DUPLICATE)
+        super().__init__(_text_key, bytes, text_survivor_order, DROP_EXACT_DUPLICATE)

@@ -95,9 +95,9 @@ class FilterTweets(beam.PTransform):
         self._config = config
 
     def expand(self, batches):
-        return batches | "ApplyRules" >> beam.ParDo(_FilterFn(self._config)).with_outputs(
-            TAG_DROPPED, main="tweets"
-        )
+        return batches | "ApplyRules" >> beam.ParDo(_FilterFn(self._config)).with_output_types(
+            list[Tweet]
+        ).with_outputs(TAG_DROPPED, main="tweets")
 
 
 class _LanguageFn(beam.DoFn):
@@ -132,5 +132,7 @@ class DetectLanguage(beam.PTransform):
             tweets
             | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=self._batch_size)
             | "DetectAndFilter"
-            >> beam.ParDo(_LanguageFn(self._config)).with_outputs(TAG_DROPPED, main="tweets")
+            >> beam.ParDo(_LanguageFn(self._config))
+            .with_output_types(Tweet)
+            .with_outputs(TAG_DROPPED, main="tweets")
         )

@@ -133,7 +133,7 @@ class TokenizeTweets(beam.PTransform):
         return (
             tweets
             | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=self._batch_size)
-            | "Encode" >> beam.ParDo(_TokenizeFn(self._spec))
+            | "Encode" >> beam.ParDo(_TokenizeFn(self._spec)).with_output_types(Tweet)
         )
 
 

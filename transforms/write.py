@@ -183,7 +183,9 @@ class WriteShards(beam.PTransform):
         written = (
             tweets
             | "AssignShard"
-            >> beam.Map(lambda t, n: (shard_of(t.id, n), t), n=beam.pvalue.AsSingleton(num_shards))
+            >> beam.Map(
+                lambda t, n: (shard_of(t.id, n), t), n=beam.pvalue.AsSingleton(num_shards)
+            ).with_output_types(tuple[int, Tweet])
             | "GroupByShard" >> beam.GroupByKey()
             | "WriteShard" >> beam.ParDo(_WriteShardFn(spec), num_shards=beam.pvalue.AsSingleton(num_shards))
         )
