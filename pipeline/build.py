@@ -13,6 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from tweetmill.pipeline.dataflow import check_runner_options, is_dry_run, remote_pipeline_options
 from tweetmill.pipeline.options import RunConfig
 from tweetmill.schemas.manifest import MANIFEST_NAME, Manifest, TokenizerInfo
 from tweetmill.schemas.records import Tweet
@@ -119,24 +120,35 @@ def make_pipeline(beam_args: list[str]) -> beam.Pipeline:
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
         return beam.Pipeline(runner=FnApiRunner(), options=options)
-    return beam.Pipeline(options=options)
+    # A remote runner's workers get tweetmill and its requirements staged (pipeline/dataflow.py).
+    return beam.Pipeline(options=remote_pipeline_options(beam_args))
 
 
 class OutputExistsError(FileExistsError):
     pass
 
 
-def run(config: RunConfig, beam_args: list[str] | None = None, *, overwrite: bool = False) -> Manifest:
-    """Run the pipeline to completion and return the manifest it published."""
+def run(config: RunConfig, beam_args: list[str] | None = None, *, overwrite: bool = False) -> Manifest | None:
+    """Run the pipeline to completion and return the manifest it published.
+
+    With ``--dry_run`` (Dataflow) the job graph is built, translated and staged but not submitted,
+    and nothing is read or written: the result is None.
+    """
+    beam_args = list(beam_args or [])
+    options = PipelineOptions(beam_args)
+    check_runner_options(config, options)  # a clear error before the output, tokenizer or graph are touched
     manifest_path = FileSystems.join(config.output, MANIFEST_NAME)
-    if FileSystems.exists(manifest_path) and not overwrite:
+    if not is_dry_run(options) and FileSystems.exists(manifest_path) and not overwrite:
         raise OutputExistsError(
             f"{config.output} already holds a finished run; pass --overwrite to replace it"
         )
     spec = output_spec(config)
-    p = make_pipeline(beam_args or [])
+    p = make_pipeline(beam_args)
     build(p, config, spec)
     result = p.run()
     result.wait_until_finish()
+    if is_dry_run(options):
+        log.info("dry run: the job graph was translated; nothing was submitted")
+        return None
     with FileSystems.open(manifest_path, compression_type="uncompressed") as f:
         return Manifest.from_json(f.read().decode("utf-8"))

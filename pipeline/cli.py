@@ -13,7 +13,9 @@ log = logging.getLogger("tweetmill")
 
 
 def _cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from rich.markup import escape
     from tweetmill.pipeline.build import OutputExistsError, run
+    from tweetmill.pipeline.dataflow import RunnerOptionsError
     from tweetmill.pipeline.options import config_from_args
     from tweetmill.pipeline.report import print_run_report
     from tweetmill.transforms.write import AccountingError
@@ -23,12 +25,15 @@ def _cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     started = time.perf_counter()
     try:
         manifest = run(config, beam_args, overwrite=args.overwrite)
-    except OutputExistsError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+    except (OutputExistsError, RunnerOptionsError) as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         return 2
     except AccountingError as exc:
         console.print(f"[red]accounting error:[/red] {exc}")
         return 3
+    if manifest is None:  # --dry_run=True: translated and staged, nothing submitted
+        console.print("dry run: the job graph was built, translated and staged; nothing was submitted")
+        return 0
     print_run_report(console, manifest, config.output, time.perf_counter() - started)
     return 0 if manifest.counts.balanced else 3
 
@@ -36,14 +41,47 @@ def _cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
 def _cmd_stats(args: argparse.Namespace, _: list[str]) -> int:
     from tweetmill.pipeline.stats import compute_stats, print_stats
 
-    stats = compute_stats(args.shards)
+    stats = compute_stats(args.shards, top=args.top, hashtags=not args.no_hashtags, workers=args.workers)
+    if args.html:
+        from tweetmill.pipeline.html_report import write_html
+
+        write_html(stats, args.html, top=args.top)
     if args.json:
         import json
 
         print(json.dumps(stats, indent=2, ensure_ascii=False))
     else:
-        print_stats(Console(), stats)
+        console = Console()
+        print_stats(console, stats, top=args.top)
+        if args.html:
+            console.print(f"report: {args.html}")
     return 0
+
+
+def _cmd_sample(args: argparse.Namespace, _: list[str]) -> int:
+    from tweetmill.pipeline.sample import print_samples, sample
+
+    samples = sample(args.shards, args.n, seed=args.seed, lang=args.lang)
+    if args.json:
+        import json
+
+        print(json.dumps(samples, indent=2, ensure_ascii=False))
+    else:
+        print_samples(Console(), samples)
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace, _: list[str]) -> int:
+    from tweetmill.pipeline.verify import print_report, verify
+
+    report = verify(args.shards)
+    if args.json:
+        import json
+
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print_report(Console(), report)
+    return 0 if report.ok else 1
 
 
 def _cmd_train_tokenizer(args: argparse.Namespace, _: list[str]) -> int:
@@ -90,10 +128,35 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     add_run_arguments(run)
     run.set_defaults(handler=_cmd_run)
 
-    stats = sub.add_parser("stats", help="statistics of a shard directory")
-    stats.add_argument("shards", help="shard directory (with manifest.json)")
-    stats.add_argument("--json", action="store_true", help="machine-readable output")
+    stats = sub.add_parser(
+        "stats",
+        help="statistics of a shard directory (table, --json, --html report)",
+        description="Figures of a shard directory, streamed over its (memory-mapped) shards.",
+    )
+    stats.add_argument("shards", help="shard directory (with manifest.json), local or Beam path")
+    stats.add_argument("--json", action="store_true", help="print the figures as JSON instead of tables")
+    stats.add_argument("--html", metavar="PATH", help="also write a self-contained HTML report with plots")
+    stats.add_argument("--top", type=int, default=10, help="rows of the top-N tables (default: %(default)s)")
+    stats.add_argument("--no-hashtags", action="store_true", help="skip counting hashtags (faster)")
+    stats.add_argument("--workers", type=int, default=None, help="threads (default: CPUs, at most 4)")
     stats.set_defaults(handler=_cmd_stats)
+
+    smp = sub.add_parser("sample", help="decoded example tweets from a shard directory")
+    smp.add_argument("shards", help="shard directory (with manifest.json), local or Beam path")
+    smp.add_argument("-n", type=int, default=5, help="how many tweets (default: %(default)s)")
+    smp.add_argument("--seed", type=int, default=0, help="the same seed picks the same tweets")
+    smp.add_argument("--lang", help="only tweets of this detected language, e.g. de")
+    smp.add_argument("--json", action="store_true", help="machine-readable output")
+    smp.set_defaults(handler=_cmd_sample)
+
+    ver = sub.add_parser(
+        "verify",
+        help="check every shard against the manifest (sha256, rows, tokens, schema, run)",
+        description="Exit status 0 when every check passes, 1 otherwise.",
+    )
+    ver.add_argument("shards", help="shard directory (with manifest.json), local or Beam path")
+    ver.add_argument("--json", action="store_true", help="machine-readable output")
+    ver.set_defaults(handler=_cmd_verify)
 
     tok = sub.add_parser("train-tokenizer", help="train a byte-level BPE tokenizer on tweet files")
     tok.add_argument("inputs", nargs="+", help="archive files or globs, any supported format")

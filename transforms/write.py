@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -251,32 +252,51 @@ def check_balance(counts: Counts) -> None:
         )
 
 
+def _has_dirs(path: str) -> bool:
+    """Whether ``path``'s filesystem has directories (local disk, HDFS) or only object names (GCS, S3)."""
+    return FileSystems.get_filesystem(path).has_dirs()
+
+
 def _ensure_dir(path: str) -> None:
-    """Local filesystems need the directory before a rename into it; object stores do not."""
-    if not FileSystems.exists(path):
+    """Local filesystems need the directory before a rename into it; object stores have no directories."""
+    if _has_dirs(path) and not FileSystems.exists(path):
         FileSystems.mkdirs(path)
 
 
 def _existing(pattern: str) -> list[str]:
+    """Files matching ``pattern`` (``**`` crosses ``/``); none when its directory or prefix is absent."""
     result = FileSystems.match([pattern])[0]
     return [m.path for m in result.metadata_list]
+
+
+def _delete_tree(path: str) -> None:
+    """Delete a directory and everything in it: on an object store, every object under the prefix.
+
+    ``FileSystems.delete`` of a "directory" on GCS deletes only an object of exactly that name, so
+    the objects are listed and deleted by name there.
+    """
+    if _has_dirs(path):
+        if FileSystems.exists(path):
+            FileSystems.delete([path])
+        return
+    objects = _existing(FileSystems.join(path, "**"))
+    if objects:
+        FileSystems.delete(objects)
 
 
 def publish(
     spec: OutputSpec, written: list[WrittenFile], error_files: list[tuple[str, str, int]], manifest: Manifest
 ) -> None:
-    """Move the run's files into place; the manifest goes last and only after the rest is there."""
+    """Move the run's files into place; the manifest goes last and only after the rest is there.
+
+    Works the same on local disk and object stores (renames there are copy + delete, per object).
+    Safe to retry after a failure part-way (runners retry a failed bundle): a file whose temporary
+    copy is gone but whose target exists was moved by the failed attempt, and is kept.
+    """
     out = spec.output
     manifest_path = FileSystems.join(out, MANIFEST_NAME)
     if FileSystems.exists(manifest_path):
         FileSystems.delete([manifest_path])  # the directory stops looking complete first
-    stale = (
-        _existing(FileSystems.join(out, f"{SHARD_PREFIX}*"))
-        + _existing(FileSystems.join(out, ERRORS_DIR, "errors-*"))
-        + _existing(FileSystems.join(out, TOKENIZER_NAME))
-    )
-    if stale:
-        FileSystems.delete(stale)
     temp_tokenizer = FileSystems.join(spec.temp_dir, TOKENIZER_NAME)
     write_bytes(temp_tokenizer, read_tokenizer_bytes(spec.tokenizer.source))
     sources = [w.temp_path for w in written] + [temp for _, temp, _ in error_files] + [temp_tokenizer]
@@ -285,13 +305,32 @@ def publish(
         + [FileSystems.join(out, name) for name, _, _ in error_files]
         + [FileSystems.join(out, TOKENIZER_NAME)]
     )
+    # Paths compare normalised on filesystems with directories ("out//x" is "out/x" there).
+    key = os.path.normpath if _has_dirs(out) else str
+    pending = {key(p) for p in _existing(FileSystems.join(spec.temp_dir, "**"))}
+    existing = {
+        key(p): p
+        for pattern in (f"{SHARD_PREFIX}*", f"{ERRORS_DIR}/errors-*", TOKENIZER_NAME)
+        for p in _existing(FileSystems.join(out, *pattern.split("/")))
+    }
+    pairs = list(zip(sources, targets, strict=True))
+    moves = [(s, t) for s, t in pairs if key(s) in pending]
+    already_moved = {key(t) for s, t in pairs if key(s) not in pending}
+    missing = sorted(t for t in already_moved if t not in existing)
+    if missing:
+        raise FileNotFoundError(f"files of this run are in neither the temporary nor the output directory: "
+                                f"{missing[:5]}")
+    stale = sorted(p for k, p in existing.items() if k not in already_moved)
+    if stale:
+        FileSystems.delete(stale)
     if error_files:
         _ensure_dir(FileSystems.join(out, ERRORS_DIR))
-    FileSystems.rename(sources, targets)
+    if moves:
+        FileSystems.rename([s for s, _ in moves], [t for _, t in moves])
     temp_manifest = FileSystems.join(spec.temp_dir, MANIFEST_NAME)
     write_bytes(temp_manifest, manifest.to_json().encode("utf-8"))
     FileSystems.rename([temp_manifest], [manifest_path])
-    FileSystems.delete([spec.temp_dir])
+    _delete_tree(spec.temp_dir)
 
 
 def fill_missing_shards(spec: OutputSpec, written: list[WrittenFile], num_shards: int) -> list[WrittenFile]:
