@@ -41,6 +41,14 @@ def _cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
 def _cmd_stats(args: argparse.Namespace, _: list[str]) -> int:
     from tweetmill.pipeline.stats import compute_stats, print_stats
 
+    if args.html:
+        try:
+            import matplotlib  # noqa: F401  (fail before the scan, not after it)
+        except ImportError:
+            Console(stderr=True).print(
+                "[red]error:[/red] --html needs matplotlib: pip install 'tweetmill[report]'"
+            )
+            return 2
     stats = compute_stats(args.shards, top=args.top, hashtags=not args.no_hashtags, workers=args.workers)
     if args.html:
         from tweetmill.pipeline.html_report import write_html

@@ -1,0 +1,143 @@
+"""``tweetmill sample``: a few decoded tweets from a shard directory, to see what training will see.
+
+Deterministic for a ``seed``: the ``n`` rows are drawn uniformly (without replacement) from all rows,
+or from the rows whose detected ``lang`` is the one asked for, by global row number over the shards
+in manifest order; the same seed on the same shards gives the same tweets. Two passes, both batch
+by batch: the first counts matching rows per batch (reading only ``lang``), the second reads just
+the chosen rows. Each sample shows the stored text, its token count, the tokens decoded one by one,
+and whether decoding the tokens gives the text back exactly (the round trip training relies on).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from apache_beam.io.filesystems import FileSystems
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from tweetmill.pipeline.stats import load_shard_tokenizer, open_shard, read_manifest, visible
+
+log = logging.getLogger(__name__)
+
+_COLUMNS = (
+    "id",
+    "created_at",
+    "lang",
+    "lang_score",
+    "twitter_lang",
+    "source_format",
+    "source_file",
+    "is_reply",
+    "is_quote",
+    "text",
+    "num_tokens",
+    "tokens",
+)
+
+
+def _matching(batch: pa.RecordBatch, lang: str | None) -> np.ndarray | None:
+    """Row numbers of ``batch`` whose ``lang`` is ``lang`` (None: every row)."""
+    if lang is None:
+        return None
+    mask = pc.fill_null(pc.equal(batch.column("lang"), lang), False)
+    return np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+
+
+def sample(shard_dir: str, n: int = 5, *, seed: int = 0, lang: str | None = None) -> list[dict[str, Any]]:
+    """``n`` decoded rows (fewer if fewer match), in shard order, the same for the same seed."""
+    manifest = read_manifest(shard_dir)
+    paths = [FileSystems.join(shard_dir, s.file) for s in manifest.shards]
+    counts: list[tuple[int, int, int]] = []  # (shard, batch, matching rows)
+    for s, path in enumerate(paths):
+        with open_shard(path) as reader:
+            for b in range(reader.num_record_batches):
+                batch = reader.get_batch(b)
+                rows = _matching(batch, lang)
+                counts.append((s, b, batch.num_rows if rows is None else len(rows)))
+    total = sum(c for _, _, c in counts)
+    if total == 0 or n <= 0:
+        return []
+    rng = np.random.default_rng(seed)
+    picks = np.sort(rng.choice(total, size=min(n, total), replace=False))
+    starts = np.cumsum([0] + [c for _, _, c in counts])
+
+    tokenizer, _ = load_shard_tokenizer(shard_dir, manifest)
+    eos = manifest.tokenizer.eos_id
+    samples: list[dict[str, Any]] = []
+    for s, path in enumerate(paths):
+        wanted = [(k, b) for k, (s2, b, _) in enumerate(counts) if s2 == s]
+        chosen = {
+            b: picks[(picks >= starts[k]) & (picks < starts[k + 1])] - starts[k]
+            for k, b in wanted
+            if np.any((picks >= starts[k]) & (picks < starts[k + 1]))
+        }
+        if not chosen:
+            continue
+        with open_shard(path) as reader:
+            for b, local in sorted(chosen.items()):
+                batch = reader.get_batch(b)
+                rows = _matching(batch, lang)
+                index = local if rows is None else rows[local]
+                picked = batch.select(list(_COLUMNS)).take(pa.array(index))
+                for offset, row in zip(index.tolist(), picked.to_pylist(), strict=True):
+                    samples.append(
+                        _decoded(row, tokenizer, eos)
+                        | {"shard": manifest.shards[s].file, "batch": b, "row_in_batch": offset}
+                    )
+    return samples
+
+
+def _decoded(row: dict[str, Any], tokenizer: Any, eos: int) -> dict[str, Any]:
+    ids: list[int] = row.pop("tokens")
+    body = ids[:-1] if ids and ids[-1] == eos else ids
+    created = row.get("created_at")
+    row["created_at"] = created.isoformat().replace("+00:00", "Z") if isinstance(created, datetime) else None
+    row["token_ids"] = ids
+    row["ends_with_eos"] = bool(ids) and ids[-1] == eos
+    if tokenizer is None:
+        row.update(decoded=None, pieces=None, round_trip=None)
+        return row
+    decoded = tokenizer.decode(body, skip_special_tokens=False)
+    row["decoded"] = decoded
+    row["pieces"] = [tokenizer.decode([i], skip_special_tokens=False) for i in ids]
+    row["round_trip"] = decoded == row["text"]
+    return row
+
+
+def print_samples(console: Console, samples: list[dict[str, Any]], *, max_pieces: int = 80) -> None:
+    """One panel per tweet: where it comes from, its text, and its tokens decoded one by one."""
+    if not samples:
+        console.print("no tweets match")
+        return
+    for k, s in enumerate(samples, 1):
+        title = (
+            f"{k}. id {s['id']} · {s['lang']} ({s['lang_score']:.2f}) · Twitter: "
+            f"{s['twitter_lang'] or '-'} · {s['created_at'] or 'no date'} · {s['source_format']}"
+        )
+        pieces = s["pieces"]
+        if pieces is None:
+            tokens = "tokens not decoded (no tokenizer.json with the run's sha256): " + " ".join(
+                map(str, s["token_ids"][:max_pieces])
+            )
+        else:
+            shown = "[dim]|[/dim]".join(escape(visible(p)) for p in pieces[:max_pieces])
+            more = f" [dim]… {len(pieces) - max_pieces} more[/dim]" if len(pieces) > max_pieces else ""
+            tokens = shown + more
+        if s["round_trip"] is None:
+            verdict = "[yellow]round trip not checked[/yellow]"
+        elif s["round_trip"]:
+            verdict = "[green]decodes back to the text exactly[/green]"
+        else:
+            verdict = f"[red]decodes to a different text:[/red] {escape(repr(s['decoded']))}"
+        eos = "" if s["ends_with_eos"] else " [red](no EOS at the end)[/red]"
+        body = (
+            f"{escape(s['text'])}\n\n[bold]{s['num_tokens']} tokens[/bold]{eos}: {tokens}\n{verdict}\n"
+            f"[dim]{escape(s['source_file'])} → {s['shard']} batch {s['batch']} row {s['row_in_batch']}[/dim]"
+        )
+        console.print(Panel(body, title=escape(title), title_align="left"))
