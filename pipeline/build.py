@@ -21,6 +21,7 @@ from tweetmill.transforms.clean import CleanTweets
 from tweetmill.transforms.common import TAG_DEAD_LETTERS, TAG_DROPPED
 from tweetmill.transforms.dedup import DeduplicateIds, DeduplicateTexts
 from tweetmill.transforms.filter import DetectLanguage, FilterTweets
+from tweetmill.transforms.near_dedup import TAG_SAMPLES, TAG_STATS, RemoveNearDuplicates
 from tweetmill.transforms.parse import TAG_FILES, ReadArchives
 from tweetmill.transforms.tokenize import TokenizeTweets, load_tokenizer
 from tweetmill.transforms.write import Finalize, OutputSpec, WriteDeadLetters, WriteShards
@@ -66,7 +67,7 @@ def output_spec(config: RunConfig) -> OutputSpec:
 
 
 def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec) -> None:
-    """Archive files → clean → filter → dedup → language → tokenize → shards + manifest."""
+    """Archive files → clean → filter → exact dedup → near dedup → language → tokenize → shards + manifest."""
     parsed = p | "ReadArchives" >> ReadArchives(
         list(config.inputs), fmt=config.fmt, csv_text_column=config.csv_text_column
     )
@@ -74,23 +75,24 @@ def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec) -> None:
     filtered = cleaned | "Filter" >> FilterTweets(config.filter)
     unique_ids = filtered.tweets | "Unbatch" >> _Unbatch() | "DeduplicateIds" >> DeduplicateIds()
     unique_texts = unique_ids.tweets | "DeduplicateTexts" >> DeduplicateTexts()
-    languages = unique_texts.tweets | "DetectLanguage" >> DetectLanguage(config.filter)
+    drops = [parsed[TAG_DROPPED], filtered[TAG_DROPPED], unique_ids[TAG_DROPPED], unique_texts[TAG_DROPPED]]
+    distinct = unique_texts.tweets
+    if config.near_dedup is not None:
+        near = unique_texts.tweets | "RemoveNearDuplicates" >> RemoveNearDuplicates(config.near_dedup)
+        distinct = near.tweets
+        drops.append(near[TAG_DROPPED])
+        stages, samples = near[TAG_STATS], near[TAG_SAMPLES]
+    else:
+        stages = p | "NoStageExtras" >> beam.Create([])
+        samples = p | "NoSamples" >> beam.Create([])
+    languages = distinct | "DetectLanguage" >> DetectLanguage(config.filter)
+    drops.append(languages[TAG_DROPPED])
     tokenized = languages.tweets | "Tokenize" >> TokenizeTweets(config.tokenizer)
 
     shards = tokenized | "WriteShards" >> WriteShards(spec)
     error_files = parsed[TAG_DEAD_LETTERS] | "WriteDeadLetters" >> WriteDeadLetters(spec)
 
-    dropped = (
-        [
-            parsed[TAG_DROPPED],
-            filtered[TAG_DROPPED],
-            unique_ids[TAG_DROPPED],
-            unique_texts[TAG_DROPPED],
-            languages[TAG_DROPPED],
-        ]
-        | "AllDrops" >> beam.Flatten()
-        | "SumDropsByReason" >> beam.CombinePerKey(sum)
-    )
+    dropped = drops | "AllDrops" >> beam.Flatten() | "SumDropsByReason" >> beam.CombinePerKey(sum)
     read = (
         [
             parsed.tweets | "CountParsed" >> beam.Map(len),
@@ -100,7 +102,6 @@ def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec) -> None:
         | "AllReads" >> beam.Flatten()
         | "SumRead" >> beam.CombineGlobally(sum)
     )
-    stages = p | "NoStageExtras" >> beam.Create([])
     _ = p | "Finalize" >> Finalize(
         spec,
         num_shards=shards["num_shards"],
@@ -110,6 +111,7 @@ def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec) -> None:
         dropped=dropped,
         stages=stages,
         inputs=parsed[TAG_FILES],
+        samples=samples,
     )
 
 

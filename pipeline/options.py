@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from tweetmill.schemas.records import SOURCE_FORMATS
 from tweetmill.transforms.clean import CleanConfig
 from tweetmill.transforms.filter import FilterConfig
+from tweetmill.transforms.near_dedup import NearDedupConfig
 from tweetmill.transforms.tokenize import BUNDLED_TOKENIZER, TokenizerSpec
 
 PLACEHOLDER_MODES = ("keep", "remove", "placeholder")
@@ -30,6 +31,7 @@ class RunConfig:
     csv_text_column: str | None = None
     clean: CleanConfig = field(default_factory=CleanConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
+    near_dedup: NearDedupConfig | None = field(default_factory=NearDedupConfig)  # None: off
     tokenizer: TokenizerSpec = field(default_factory=TokenizerSpec)
     num_shards: int | None = None
     rows_per_shard: int = 500_000
@@ -101,6 +103,22 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="below this the language is 'und' (default: %(default)s)",
     )
 
+    dedup = parser.add_argument_group("near-duplicate removal (MinHash LSH)")
+    dedup.add_argument(
+        "--near-dup-threshold",
+        type=float,
+        default=NearDedupConfig.threshold,
+        help="estimated Jaccard similarity of character shingles at or above which tweets "
+        "are near-duplicates (default: %(default)s)",
+    )
+    dedup.add_argument("--no-near-dedup", action="store_true", help="keep near-duplicates")
+    dedup.add_argument(
+        "--near-dup-samples",
+        type=int,
+        default=NearDedupConfig.max_samples,
+        help="removed pairs written to near_duplicates.sample.jsonl (default: %(default)s)",
+    )
+
     out = parser.add_argument_group("tokenizing and writing")
     out.add_argument(
         "--tokenizer",
@@ -136,6 +154,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             lang_engine=args.lang_engine,
             min_lang_confidence=args.min_lang_confidence,
         ),
+        near_dedup=None
+        if args.no_near_dedup
+        else NearDedupConfig(threshold=args.near_dup_threshold, max_samples=args.near_dup_samples),
         tokenizer=TokenizerSpec(source=args.tokenizer, eos_token=args.eos_token),
         num_shards=args.num_shards,
         rows_per_shard=args.rows_per_shard,

@@ -59,6 +59,8 @@ class Manifest:
     shards: list[ShardEntry]
     config: dict[str, Any] = field(default_factory=dict)
     error_files: list[str] = field(default_factory=list)
+    # Other files of the run beside the shards (the tokenizer's copy, samples for inspection).
+    side_files: list[str] = field(default_factory=list)
     stages: dict[str, Any] = field(default_factory=dict)  # per-stage extras (e.g. near-dup clusters)
     # One entry per input file: file, format, records, tweets, dropped (reason -> n), errors.
     inputs: list[dict[str, Any]] = field(default_factory=list)
@@ -95,6 +97,7 @@ class Manifest:
             },
             "shards": [asdict(s) for s in self.shards],
             "error_files": self.error_files,
+            "side_files": self.side_files,
             "stages": self.stages,
             "inputs": self.inputs,
             "config": self.config,
@@ -125,6 +128,7 @@ class Manifest:
             shards=[ShardEntry(**s) for s in doc["shards"]],
             config=doc.get("config", {}),
             error_files=doc.get("error_files", []),
+            side_files=doc.get("side_files", []),
             stages=doc.get("stages", {}),
             inputs=doc.get("inputs", []),
             created_by=doc.get("created_by", ""),

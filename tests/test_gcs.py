@@ -68,8 +68,8 @@ def test_gs_to_gs_run_publishes_a_complete_shard_set(gcs, gcs_run, tmp_path):
         *(f"{GS}/archive/2022-01/{n}" for n in FILES), f"{GS}/archive/2022-02/broken.jsonl"}
 
     objects = gcs.object_names(BUCKET, "shards/v1/")
-    expected = {f"shards/v1/{name}" for name in [*(s.file for s in manifest.shards), *manifest.error_files,
-                                                  "manifest.json", "tokenizer.json"]}
+    names = [*(s.file for s in manifest.shards), *manifest.error_files, "manifest.json", *manifest.side_files]
+    expected = {f"shards/v1/{name}" for name in names}
     assert set(objects) == expected  # nothing else: the temporary prefix is gone
     letters = []
     for name in manifest.error_files:
@@ -114,7 +114,7 @@ def test_overwrite_on_gcs_replaces_the_whole_shard_set(gcs):
     again = RunConfig(inputs=fewer.inputs, output=fewer.output, num_shards=2)
     manifest = run(again, overwrite=True)
     objects = gcs.object_names(BUCKET, "shards/v2/")
-    names = [*(s.file for s in manifest.shards), "manifest.json", "tokenizer.json"]
+    names = [*(s.file for s in manifest.shards), "manifest.json", *manifest.side_files]
     assert objects == sorted(f"shards/v2/{name}" for name in names)  # no shard of the 3-shard run is left
     assert [s.file for s in manifest.shards] == ["shard-00000-of-00002.arrow", "shard-00001-of-00002.arrow"]
     assert compute_stats(fewer.output)["rows"] == manifest.counts.kept

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 ERRORS_DIR = "errors"
 TOKENIZER_NAME = "tokenizer.json"  # a copy of the run's tokenizer, so the shards decode on their own
+NEAR_DUP_SAMPLE_NAME = "near_duplicates.sample.jsonl"  # removed near-duplicate pairs, for inspection
 NUM_ERROR_FILES = 16
 RECORD_BATCH_ROWS = 65_536
 _MASK64 = (1 << 64) - 1
@@ -285,7 +286,11 @@ def _delete_tree(path: str) -> None:
 
 
 def publish(
-    spec: OutputSpec, written: list[WrittenFile], error_files: list[tuple[str, str, int]], manifest: Manifest
+    spec: OutputSpec,
+    written: list[WrittenFile],
+    error_files: list[tuple[str, str, int]],
+    manifest: Manifest,
+    extras: dict[str, bytes] | None = None,
 ) -> None:
     """Move the run's files into place; the manifest goes last and only after the rest is there.
 
@@ -297,20 +302,25 @@ def publish(
     manifest_path = FileSystems.join(out, MANIFEST_NAME)
     if FileSystems.exists(manifest_path):
         FileSystems.delete([manifest_path])  # the directory stops looking complete first
-    temp_tokenizer = FileSystems.join(spec.temp_dir, TOKENIZER_NAME)
-    write_bytes(temp_tokenizer, read_tokenizer_bytes(spec.tokenizer.source))
-    sources = [w.temp_path for w in written] + [temp for _, temp, _ in error_files] + [temp_tokenizer]
+    side_files = {TOKENIZER_NAME: read_tokenizer_bytes(spec.tokenizer.source), **(extras or {})}
+    for name, data in side_files.items():
+        write_bytes(FileSystems.join(spec.temp_dir, name), data)
+    sources = (
+        [w.temp_path for w in written]
+        + [temp for _, temp, _ in error_files]
+        + [FileSystems.join(spec.temp_dir, name) for name in side_files]
+    )
     targets = (
         [FileSystems.join(out, w.entry.file) for w in written]
         + [FileSystems.join(out, name) for name, _, _ in error_files]
-        + [FileSystems.join(out, TOKENIZER_NAME)]
+        + [FileSystems.join(out, name) for name in side_files]
     )
     # Paths compare normalised on filesystems with directories ("out//x" is "out/x" there).
     key = os.path.normpath if _has_dirs(out) else str
     pending = {key(p) for p in _existing(FileSystems.join(spec.temp_dir, "**"))}
     existing = {
         key(p): p
-        for pattern in (f"{SHARD_PREFIX}*", f"{ERRORS_DIR}/errors-*", TOKENIZER_NAME)
+        for pattern in (f"{SHARD_PREFIX}*", f"{ERRORS_DIR}/errors-*", TOKENIZER_NAME, NEAR_DUP_SAMPLE_NAME)
         for p in _existing(FileSystems.join(out, *pattern.split("/")))
     }
     pairs = list(zip(sources, targets, strict=True))
@@ -318,8 +328,9 @@ def publish(
     already_moved = {key(t) for s, t in pairs if key(s) not in pending}
     missing = sorted(t for t in already_moved if t not in existing)
     if missing:
-        raise FileNotFoundError(f"files of this run are in neither the temporary nor the output directory: "
-                                f"{missing[:5]}")
+        raise FileNotFoundError(
+            f"files of this run are in neither the temporary nor the output directory: {missing[:5]}"
+        )
     stale = sorted(p for k, p in existing.items() if k not in already_moved)
     if stale:
         FileSystems.delete(stale)
@@ -344,9 +355,16 @@ class _FinalizeFn(beam.DoFn):
     def __init__(self, spec: OutputSpec):
         self._spec = spec
 
-    def process(self, _, num_shards, written, error_files, read, dropped, stages, inputs) -> Iterator[str]:
+    def process(
+        self, _, num_shards, written, error_files, read, dropped, stages, inputs, samples
+    ) -> Iterator[str]:
         spec = self._spec
         written = fill_missing_shards(spec, list(written), num_shards)
+        stages = dict(stages)
+        extras = {}
+        if samples:
+            lines = (json.dumps(pair, ensure_ascii=False) + "\n" for pair in samples)
+            extras[NEAR_DUP_SAMPLE_NAME] = "".join(lines).encode("utf-8")
         manifest = build_manifest(
             spec,
             [w.entry for w in written],
@@ -354,14 +372,15 @@ class _FinalizeFn(beam.DoFn):
             dropped=dict(dropped),
             errors=sum(n for _, _, n in error_files),
             error_files=[name for name, _, _ in error_files],
-            stages=dict(stages),
+            stages=stages,
             inputs=list(inputs),
         )
+        manifest.side_files = [TOKENIZER_NAME, *extras]
         check_balance(manifest.counts)
         per_file = sum(f["records"] for f in manifest.inputs)
         if per_file != read:
             raise AccountingError(f"input files report {per_file} records but the parse stage emitted {read}")
-        publish(spec, written, list(error_files), manifest)
+        publish(spec, written, list(error_files), manifest, extras)
         log.info("published %d shards to %s", len(written), spec.output)
         yield manifest.to_json()
 
@@ -369,13 +388,15 @@ class _FinalizeFn(beam.DoFn):
 class Finalize(beam.PTransform):
     """Check the accounting, publish shards and dead letters, write ``manifest.json`` last."""
 
-    def __init__(self, spec: OutputSpec, *, num_shards, written, error_files, read, dropped, stages, inputs):
+    def __init__(
+        self, spec: OutputSpec, *, num_shards, written, error_files, read, dropped, stages, inputs, samples
+    ):
         super().__init__()
         self._spec = spec
-        self._inputs = (num_shards, written, error_files, read, dropped, stages, inputs)
+        self._inputs = (num_shards, written, error_files, read, dropped, stages, inputs, samples)
 
     def expand(self, pbegin):
-        num_shards, written, error_files, read, dropped, stages, inputs = self._inputs
+        num_shards, written, error_files, read, dropped, stages, inputs, samples = self._inputs
         return (
             pbegin
             | "Once" >> beam.Create([None])
@@ -389,5 +410,6 @@ class Finalize(beam.PTransform):
                 dropped=beam.pvalue.AsList(dropped),
                 stages=beam.pvalue.AsList(stages),
                 inputs=beam.pvalue.AsList(inputs),
+                samples=beam.pvalue.AsList(samples),
             )
         )
