@@ -31,6 +31,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -416,11 +417,12 @@ def main() -> None:
                 "--min_length",
                 "0",
             ]
-            env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+            # A wide COLUMNS keeps its (rich) log on one line per record: "After : <kept>".
+            env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "COLUMNS": "400"}
             r = run_child(cmd, env=env)
-            for line in r.get("log_tail", "").splitlines():
-                if "After" in line:
-                    r["kept"] = int(line.rsplit(":", 1)[1].strip())
+            kept = re.findall(r"After\s*:\s*(\d+)\b", r.get("log_tail", ""))
+            if kept:
+                r["kept"] = int(kept[-1])
             rows.append(("text-dedup MinHash (word 5-grams, sha1)", peer_n, r))
         if "datatrove" in peers:
             r = run_child([args.peer_python, *script, "--child", "datatrove"])

@@ -38,6 +38,7 @@ def main() -> None:
     from tweetmill.transforms.dedup import dedup_batch, normalized_text_key, text_survivor_order
     from tweetmill.transforms.filter import FilterConfig, detect_languages, filter_batch
     from tweetmill.transforms.langid import make_detector
+    from tweetmill.transforms.near_dedup import NearDedupConfig, near_duplicates
     from tweetmill.transforms.parse import iter_records
     from tweetmill.transforms.tokenize import TokenizerSpec, load_tokenizer, tokenize_batch
     from tweetmill.transforms.write import serialize_table, tweets_to_table
@@ -65,6 +66,7 @@ def main() -> None:
         (tweets, _), stages["dedup"] = timed(
             dedup_batch, tweets, lambda t: normalized_text_key(t.text), text_survivor_order
         )
+        (tweets, _), stages["near dedup"] = timed(near_duplicates, tweets, NearDedupConfig())
         detector = make_detector(args.lang_engine)
         detector.detect_batch(["warm up"])
         (tweets, _), stages["language"] = timed(detect_languages, tweets, detector, filter_config)
@@ -77,7 +79,7 @@ def main() -> None:
         _, stages["write"] = timed(lambda: serialize_table(tweets_to_table(tweets, schema)))
 
         print(f"{n:,} tweets read from {len(inputs)} file(s)\n")
-        print(f"{'stage':<12}{'µs/tweet':>10}{'tweets/s':>12}{'share':>8}")
+        print(f"{'stage':<12}{'µs/tweet':>10}{'tweets/s':>12}{'share':>8}  (µs per tweet read)")
         total = sum(stages.values())
         for name, seconds in stages.items():
             print(f"{name:<12}{1e6 * seconds / n:>10.1f}{n / seconds:>12,.0f}{100 * seconds / total:>7.1f}%")
