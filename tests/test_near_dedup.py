@@ -283,3 +283,28 @@ def test_empty_input() -> None:
     report = near_dedup_report([], config)
     assert report.stats()[1]["duplicates_removed"] == 0
     run_stage([], config, report)
+
+
+def test_shared_ids_match_core() -> None:
+    """Tweets sharing an id (which ``DeduplicateIds`` should have prevented) share a fate, and a
+    removed tweet's anchor among several tweets with the smallest id is the one with the smallest
+    text: same as the core."""
+    base = "Win a free iPhone today, just click the link and share with your friends"
+    tweets = [
+        tweet(5, base + " #b"),
+        tweet(5, base + " #a"),
+        tweet(7, base),
+        tweet(7, base.upper() + " now"),
+        tweet(9, base + " !!"),
+        tweet(3, "something else entirely, about the weather in Lisbon this week"),
+    ]
+    config = NearDedupConfig(max_samples=10)
+    report = near_dedup_report(tweets, config)
+    assert {p.removed.id for p in report.removed} == {7, 9}
+    assert {p.kept.text for p in report.removed} == {base + " #a"}
+    kept, _ = near_duplicates(tweets, config)
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        out = p | beam.Create(tweets, reshuffle=False) | RemoveNearDuplicates(config, partitions=4)
+        assert_that(out.tweets | beam.Map(lambda t: (t.id, t.text)), equal_to([(t.id, t.text) for t in kept]))
+        assert_that(out["stats"], equal_to([report.stats()]), label="CheckStats")
+        assert_that(out["samples"], equal_to(report.samples()), label="CheckSamples")

@@ -45,8 +45,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import heapq
 import logging
 import math
+import os
 import pickle
 import re
 import unicodedata
@@ -472,6 +474,14 @@ def near_duplicates(tweets: list[Tweet], config: NearDedupConfig) -> tuple[list[
 # with the input (the result does not depend on it).
 
 _PENDING, _OFFERS, _TWEETS, _PAIRS, _ASKS = "pending", "offers", "tweets", "pairs", "asks"
+# Signatures go straight from Sign to Verify (one shuffle, not two): Route needs only ids and
+# texts, and recomputes the few anchors' signatures it sends (measured: signatures were two
+# thirds of the bytes shuffled, and every byte is copied several times on the FnApiRunner).
+_SIGS = "sigs"
+# Signed tweets are emitted this many at a time (and at the end of a bundle), not per batch.
+_EMIT_TWEETS = 65536
+# Bucket pairs are deduplicated and emitted this many at a time (and at the end of a bundle).
+_EMIT_PAIRS = 1 << 23
 
 
 def _partition_of(values: np.ndarray, partitions: int) -> np.ndarray:
@@ -500,6 +510,43 @@ def _unpack(blob: bytes) -> list[Tweet]:
     return pickle.loads(blob)
 
 
+def _enc(*arrays: np.ndarray) -> bytes:
+    """Arrays for a shuffle as one ``bytes`` (dtypes and shapes in a short header): Beam's coder
+    pickles each array on its own, ~8 µs apiece there and ~6 back, which made pickling the
+    costliest step of the shuffles (measured); bytes are copied as they are."""
+    meta = ";".join(f"{a.dtype.str}/{'x'.join(map(str, a.shape))}" for a in arrays).encode()
+    return b"".join(
+        [len(meta).to_bytes(4, "little"), meta, *(np.ascontiguousarray(a).tobytes() for a in arrays)]
+    )
+
+
+def _dec(blob: bytes) -> list[np.ndarray]:
+    """The arrays of ``_enc`` (read-only views of ``blob``)."""
+    size = int.from_bytes(blob[:4], "little")
+    offset = 4 + size
+    out = []
+    for spec in blob[4:offset].decode().split(";"):
+        dtype_str, shape_str = spec.split("/")
+        dtype = np.dtype(dtype_str)
+        shape = tuple(int(x) for x in shape_str.split("x"))
+        count = math.prod(shape)
+        out.append(np.frombuffer(blob, dtype=dtype, count=count, offset=offset).reshape(shape))
+        offset += count * dtype.itemsize
+    return out
+
+
+def _match(ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(k, r)``, every ``k``, ``r`` with ``wanted[k] == ids[r]``, by ``k`` then ``r``: a join of
+    two id arrays in numpy (ids may repeat on both sides)."""
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    lo = np.searchsorted(sorted_ids, wanted, "left")
+    counts = np.searchsorted(sorted_ids, wanted, "right") - lo
+    k = np.repeat(np.arange(len(wanted), dtype=np.int64), counts)
+    starts = np.repeat(lo - (np.cumsum(counts) - counts), counts)
+    return k, order[starts + np.arange(len(k), dtype=np.int64)]
+
+
 def _ids_array(tweets: list[Tweet]) -> np.ndarray:
     return np.fromiter((t.id for t in tweets), dtype=np.int64, count=len(tweets))
 
@@ -509,9 +556,10 @@ def _concat(arrays: list[np.ndarray], dtype) -> np.ndarray:
 
 
 class _SignFn(beam.DoFn):
-    """Tweets -> band entries ``(key partition, (keys, ids))`` and the tweets with their signatures
-    ``(id partition, (packed tweets, signatures))``, a batch at a time. Empty texts get no band
-    entry, so they never match.
+    """Tweets -> band entries ``(key partition, keys and ids)``, the tweets ``(id partition, (token,
+    packed tweets, ids, texts))`` and their signatures ``(id partition, (token, signatures))``
+    (the token pairs the two in Verify), signed a batch at a time and emitted ``_EMIT_TWEETS``
+    at a time. Empty texts get no band entry, so they never match.
 
     It buffers tweets itself rather than follow ``BatchElements``: the runner samples the size
     of list elements by pickling every tweet in them (measured: 10% of the stage's time)."""
@@ -521,15 +569,20 @@ class _SignFn(beam.DoFn):
 
     def start_bundle(self) -> None:
         self._buffer: list[Tweet] = []
+        self._signed: list[tuple[list[Tweet], np.ndarray, np.ndarray]] = []  # (tweets, ids, sigs)
+        self._signed_count = 0
 
     def process(self, tweet: Tweet) -> Iterator:
         self._buffer.append(tweet)
         if len(self._buffer) >= self._batch_size:
-            yield from self._flush()
+            self._sign()
+            if self._signed_count >= _EMIT_TWEETS:
+                yield from self._emit()
 
     def finish_bundle(self) -> Iterator:
         window = GlobalWindow()
-        for out in self._flush():
+        self._sign()
+        for out in self._emit():
             if isinstance(out, beam.pvalue.TaggedOutput):
                 yield beam.pvalue.TaggedOutput(
                     out.tag, WindowedValue(out.value, window.max_timestamp(), (window,))
@@ -537,21 +590,35 @@ class _SignFn(beam.DoFn):
             else:
                 yield WindowedValue(out, window.max_timestamp(), (window,))
 
-    def _flush(self) -> Iterator:
+    def _sign(self) -> None:
+        """Signs the buffered batch; the results wait for ``_emit`` (a few large elements per
+        partition rather than two per batch and partition: Beam's cost is per element)."""
         batch, self._buffer = self._buffer, []
         if not batch:
             return
+        sigs = minhash_signatures([t.text for t in batch], self._config)
+        self._signed.append((batch, _ids_array(batch), sigs))
+        self._signed_count += len(batch)
+
+    def _emit(self) -> Iterator:
+        signed, self._signed, self._signed_count = self._signed, [], 0
+        if not signed:
+            return
         cfg, parts = self._config, self._partitions
-        sigs = minhash_signatures([t.text for t in batch], cfg)
-        ids = _ids_array(batch)
+        batch = [t for b, _, _ in signed for t in b]
+        ids = np.concatenate([i for _, i, _ in signed])
+        sigs = np.concatenate([s for _, _, s in signed])
         for q, rows in _split_by_partition(_partition_of(ids, parts), parts):
-            chunk = (_pack([batch[i] for i in rows.tolist()]), sigs[rows])
+            part = [batch[i] for i in rows.tolist()]
+            token = os.urandom(16)  # pairs this chunk with its signatures in Verify
+            chunk = (token, _pack(part), _enc(ids[rows]), [t.text for t in part])
             yield beam.pvalue.TaggedOutput(_TWEETS, (q, chunk))
+            yield beam.pvalue.TaggedOutput(_SIGS, (q, (token, _enc(sigs[rows]))))
         rows = np.flatnonzero(~_is_empty(sigs))
         keys = band_keys(sigs[rows], cfg.bands, cfg.rows).ravel()
         key_ids = np.repeat(ids[rows], cfg.bands)
         for q, sel in _split_by_partition(_partition_of(keys, parts), parts):
-            yield q, (keys[sel], key_ids[sel])
+            yield q, _enc(keys[sel], key_ids[sel])
 
 
 class _BucketPairsFn(beam.DoFn):
@@ -561,25 +628,64 @@ class _BucketPairsFn(beam.DoFn):
     def __init__(self, partitions: int):
         self._partitions = partitions
 
+    def start_bundle(self) -> None:
+        self._found: list[tuple[np.ndarray, np.ndarray]] = []  # (members, bucket mins)
+        self._found_count = 0
+
+    def finish_bundle(self) -> Iterator:
+        window = GlobalWindow()
+        for out in self._emit():
+            yield beam.pvalue.TaggedOutput(
+                out.tag, WindowedValue(out.value, window.max_timestamp(), (window,))
+            )
+
     def process(self, element) -> Iterator:
         _, chunks = element
-        chunks = list(chunks)
+        chunks = [_dec(c) for c in chunks]
         keys = _concat([k for k, _ in chunks], np.uint64)
         ids = _concat([i for _, i in chunks], np.int64)
         if len(keys) < 2:
             return
-        order = np.lexsort((ids, keys))  # by key, then id: each bucket's min comes first
-        keys, ids = keys[order], ids[order]
-        run_start = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-        run_of = np.cumsum(np.r_[True, keys[1:] != keys[:-1]]) - 1
-        smallest = ids[run_start][run_of]
+        # By key only (one sort key, not two: a lexsort by (key, id) cost twice as much); each
+        # bucket's min comes from a reduceat over its run, on the buckets of two or more only.
+        order = np.argsort(keys)
+        keys = keys[order]
+        new_run = np.r_[True, keys[1:] != keys[:-1]]
+        run_start = np.flatnonzero(new_run)
+        run_len = np.diff(np.r_[run_start, len(keys)])
+        shared = np.repeat(run_len > 1, run_len)
+        if not shared.any():
+            return
+        ids = ids[order[shared]]
+        run_start = np.flatnonzero(new_run[shared])
+        run_of = np.cumsum(new_run[shared]) - 1
+        smallest = np.minimum.reduceat(ids, run_start)[run_of]
         member = ids != smallest  # excludes each bucket's min, and tweets sharing its id
-        xs, ms = ids[member], smallest[member]
+        self._found.append((ids[member], smallest[member]))
+        self._found_count += len(self._found[-1][0])
+        if self._found_count >= _EMIT_PAIRS:
+            yield from self._emit()
+
+    def _emit(self) -> Iterator:
+        """The bundle's pairs so far, each once: a member shares up to one bucket per band with
+        its bucket min, so the same pair comes from up to ``bands`` partitions; the copies are
+        removed here, before the shuffle (Route still deduplicates across bundles)."""
+        found, self._found, self._found_count = self._found, [], 0
+        if not found:
+            return
+        xs = np.concatenate([x for x, _ in found])
+        ms = np.concatenate([m for _, m in found])
+        del found
         parts = self._partitions
+        unique_x, unique_m = [], []
         for q, sel in _split_by_partition(_partition_of(xs, parts), parts):
-            yield beam.pvalue.TaggedOutput(_PAIRS, (q, (xs[sel], ms[sel])))
+            x, m = _unique_pairs(xs[sel], ms[sel])
+            unique_x.append(x)
+            unique_m.append(m)
+            yield beam.pvalue.TaggedOutput(_PAIRS, (q, _enc(x, m)))
+        xs, ms = np.concatenate(unique_x), np.concatenate(unique_m)
         for q, sel in _split_by_partition(_partition_of(ms, parts), parts):
-            yield beam.pvalue.TaggedOutput(_ASKS, (q, (ms[sel], xs[sel])))
+            yield beam.pvalue.TaggedOutput(_ASKS, (q, _enc(ms[sel], xs[sel])))
 
 
 def _unique_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -597,46 +703,37 @@ class _RouteFn(beam.DoFn):
     verification, and anchors (bucket mins) send their signature to the tweets paired with them.
 
     Kept tweets travel on, packed, with the waiting ones, so that one step (``Verify``) emits all
-    kept tweets: a Flatten of two tweet outputs cost ~20 µs per tweet on the FnApiRunner."""
+    kept tweets: a Flatten of two tweet outputs cost ~20 µs per tweet on the FnApiRunner. Only
+    ids and texts are read here (tweets stay packed, signatures go from Sign to Verify directly);
+    the anchors' signatures are recomputed from their texts."""
 
     def __init__(self, config: NearDedupConfig, partitions: int):
         self._config, self._partitions = config, partitions
 
     def process(self, element) -> Iterator:
         q, grouped = element
-        chunks = list(grouped[_TWEETS])
-        tweets = [t for packed, _ in chunks for t in _unpack(packed)]
+        # Tweets stay packed: only their ids, texts and signatures are read here.
+        chunks = [(token, blob, _dec(arrays)[0], texts) for token, blob, arrays, texts in grouped[_TWEETS]]
         if not chunks:  # cannot happen: pairs come from tweets, which their partition holds
             return
-        all_sigs = np.concatenate([s for _, s in chunks])
-        pairs = list(grouped[_PAIRS])
-        asks = list(grouped[_ASKS])
-        members = set(np.unique(_concat([x for x, _ in pairs], np.int64)).tolist())
+        all_ids = np.concatenate([i for _, _, i, _ in chunks])
+        texts = [t for _, _, _, tx in chunks for t in tx]
+        pairs = [_dec(c) for c in grouped[_PAIRS]]
+        asks = [_dec(c) for c in grouped[_ASKS]]
+        is_member = np.isin(all_ids, _concat([x for x, _ in pairs], np.int64))
         anchors, askers = _unique_pairs(
             _concat([m for m, _ in asks], np.int64), _concat([x for _, x in asks], np.int64)
         )
-        anchor_ids = set(np.unique(anchors).tolist())
-        needed_rows = [i for i, t in enumerate(tweets) if t.id in members or t.id in anchor_ids]
-        needed = [tweets[i] for i in needed_rows]
-        kept = _pack([t for t in tweets if t.id not in members])
-        sigs = all_sigs[needed_rows]
-        pending = [i for i, t in enumerate(needed) if t.id in members]
         yield beam.pvalue.TaggedOutput(
-            _PENDING, (q, (kept, _pack([needed[i] for i in pending]), sigs[pending]))
+            _PENDING,
+            (q, ([token for token, _, _, _ in chunks], [blob for _, blob, _, _ in chunks], _enc(is_member))),
         )
         if len(anchors) == 0:
             return
-        rows_of: dict[int, list[int]] = defaultdict(list)
-        for i, t in enumerate(needed):
-            if t.id in anchor_ids:
-                rows_of[t.id].append(i)
-        offer_rows, offer_to = [], []
-        for m, x in zip(anchors.tolist(), askers.tolist(), strict=True):
-            for r in rows_of.get(m, ()):
-                offer_rows.append(r)
-                offer_to.append(x)
-        offer_rows_a = np.asarray(offer_rows, dtype=np.int64)
-        offer_to_a = np.asarray(offer_to, dtype=np.int64)
+        k, offer_rows_a = _match(all_ids, anchors)
+        offer_to_a = askers[k]
+        anchor_rows = np.unique(offer_rows_a)
+        anchor_sigs = minhash_signatures([texts[r] for r in anchor_rows.tolist()], self._config)
         parts = self._partitions
         for dest, sel in _split_by_partition(_partition_of(offer_to_a, parts), parts):
             rows = offer_rows_a[sel]
@@ -644,11 +741,13 @@ class _RouteFn(beam.DoFn):
             # it (a 100k-copy spam bucket sends 64 signatures, not 100k).
             uniq, which = np.unique(rows, return_inverse=True)
             payload = (
-                offer_to_a[sel],
-                which.astype(np.int64),
-                np.fromiter((needed[r].id for r in uniq.tolist()), dtype=np.int64, count=len(uniq)),
-                sigs[uniq],
-                [needed[r].text for r in uniq.tolist()],
+                _enc(
+                    offer_to_a[sel],
+                    which.astype(np.int64).ravel(),
+                    all_ids[uniq],
+                    anchor_sigs[np.searchsorted(anchor_rows, uniq)],
+                ),
+                [texts[r] for r in uniq.tolist()],
             )
             yield beam.pvalue.TaggedOutput(_OFFERS, (dest, payload))
 
@@ -656,6 +755,47 @@ class _RouteFn(beam.DoFn):
 class _VerifyFn(beam.DoFn):
     """One id partition: each waiting tweet against the anchors that offered themselves; dropped
     iff one agrees on >= threshold of the signature (its anchor: the smallest such id)."""
+
+    @staticmethod
+    def _best(
+        rows: np.ndarray,
+        ks: np.ndarray,
+        agree: np.ndarray,
+        anchor: np.ndarray,
+        which: np.ndarray,
+        texts: list[str],
+    ) -> dict[int, tuple[int, str, int]]:
+        """Pending row -> (anchor id, anchor text, agreement) of its smallest (id, text) verified
+        anchor, from the verified (row, offer, agreement) triples: in numpy, texts compared in
+        Python only where one row has several anchors with its smallest id (shared ids)."""
+        ids = anchor[ks]
+        order = np.lexsort((ids, rows))  # by row, then anchor id
+        rows, ks, agree, ids = rows[order], ks[order], agree[order], ids[order]
+        first = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else rows
+        group = np.cumsum(np.r_[True, rows[1:] != rows[:-1]]) - 1 if len(rows) else rows
+        tie = np.r_[False, (rows[1:] == rows[:-1]) & (ids[1:] == ids[:-1])] if len(rows) else rows
+        tie &= ids == ids[first][group]
+        tied = set(rows[tie].tolist())
+        best = {
+            r: (m, texts[w], n)
+            for r, m, w, n in zip(
+                rows[first].tolist(),
+                ids[first].tolist(),
+                which[ks[first]].tolist(),
+                agree[first].tolist(),
+                strict=True,
+            )
+            if r not in tied
+        }
+        if tied:
+            sel = np.flatnonzero(np.isin(rows, np.fromiter(tied, dtype=np.int64, count=len(tied))))
+            for r, k, m, n in zip(
+                rows[sel].tolist(), ks[sel].tolist(), ids[sel].tolist(), agree[sel].tolist(), strict=True
+            ):
+                cand = (m, texts[which[k]], n)
+                if r not in best or cand[:2] < best[r][:2]:
+                    best[r] = cand
+        return best
 
     def __init__(self, config: NearDedupConfig, partitions: int, max_samples: int):
         self._config, self._partitions, self._max_samples = config, partitions, max_samples
@@ -666,38 +806,34 @@ class _VerifyFn(beam.DoFn):
     def process(self, element) -> Iterator:
         _, grouped = element
         cfg = self._config
-        pending = list(grouped[_PENDING])
-        offers = list(grouped[_OFFERS])
-        for kept, _, _ in pending:
-            yield from _unpack(kept)
-        tweets = [t for _, chunk, _ in pending for t in _unpack(chunk)]
+        sigs_of = {token: _dec(arrays)[0] for token, arrays in grouped[_SIGS]}
+        pending = [
+            (blobs, is_member, np.concatenate([sigs_of[t] for t in tokens])[is_member])
+            for tokens, blobs, arrays in grouped[_PENDING]
+            for is_member in _dec(arrays)
+        ]
+        offers = [(*_dec(arrays), texts) for arrays, texts in grouped[_OFFERS]]
+        tweets = []
+        for blobs, is_member, _ in pending:
+            chunk = [t for blob in blobs for t in _unpack(blob)]
+            for t, member in zip(chunk, is_member.tolist(), strict=True):
+                if member:
+                    tweets.append(t)
+                else:
+                    yield t
         if not tweets:
             return
         psigs = np.concatenate([s for _, _, s in pending])
-        rows_of: dict[int, list[int]] = defaultdict(list)
-        for i, t in enumerate(tweets):
-            rows_of[t.id].append(i)
         to = _concat([o[0] for o in offers], np.int64)
         bases = np.cumsum([0] + [len(o[2]) for o in offers])[:-1]  # offer k's anchors start there
         which = _concat([o[1] + base for o, base in zip(offers, bases, strict=True)], np.int64)
         anchor = _concat([o[2] for o in offers], np.int64)[which]
         osigs = np.concatenate([o[3] for o in offers])[which] if offers else np.zeros((0, cfg.num_perm), _U32)
         texts = [text for o in offers for text in o[4]]
-        otexts = [texts[w] for w in which.tolist()]
-        p_idx, o_idx = [], []
-        for k, x in enumerate(to.tolist()):
-            for r in rows_of.get(x, ()):
-                p_idx.append(r)
-                o_idx.append(k)
-        p_arr, o_arr = np.asarray(p_idx, dtype=np.int64), np.asarray(o_idx, dtype=np.int64)
+        o_arr, p_arr = _match(_ids_array(tweets), to)
         agree = np.count_nonzero(psigs[p_arr] == osigs[o_arr], axis=1) if len(p_arr) else p_arr
         ok = agree >= cfg.min_agreement
-        best: dict[int, tuple[int, str, int]] = {}  # pending row -> (anchor id, anchor text, agreement)
-        anchors = anchor.tolist()
-        for r, k, n in zip(p_arr[ok].tolist(), o_arr[ok].tolist(), agree[ok].tolist(), strict=True):
-            cand = (anchors[k], otexts[k], n)
-            if r not in best or cand[:2] < best[r][:2]:
-                best[r] = cand
+        best = self._best(p_arr[ok], o_arr[ok], agree[ok], anchor, which, texts)
         removed = []
         for r, t in enumerate(tweets):
             if r in best:
@@ -718,17 +854,19 @@ class _VerifyFn(beam.DoFn):
             return
         yield from self._drops.emit({DROP_NEAR_DUPLICATE: len(removed)})
         if self._max_samples:
-            removed.sort(key=_sample_order)
-            yield beam.pvalue.TaggedOutput(TAG_SAMPLES, removed[: self._max_samples])
+            # The partition's first samples, without sorting all its removed pairs.
+            yield beam.pvalue.TaggedOutput(
+                TAG_SAMPLES, heapq.nsmallest(self._max_samples, removed, key=_sample_order)
+            )
         kept_ids = np.fromiter((r["kept_id"] for r in removed), dtype=np.int64, count=len(removed))
         for q, sel in _split_by_partition(_partition_of(kept_ids, self._partitions), self._partitions):
-            yield beam.pvalue.TaggedOutput("anchors", (q, kept_ids[sel]))
+            yield beam.pvalue.TaggedOutput("anchors", (q, _enc(kept_ids[sel])))
 
 
 def _cluster_stats(element) -> tuple[int, int, int]:
     """One anchor partition -> (removed, clusters, largest cluster) over its anchors."""
     _, chunks = element
-    anchors = np.concatenate(list(chunks))
+    anchors = np.concatenate([_dec(c)[0] for c in chunks])
     _, counts = np.unique(anchors, return_counts=True)
     return (int(counts.sum()), len(counts), int(counts.max()) + 1)
 
@@ -827,7 +965,7 @@ class RemoveNearDuplicates(beam.PTransform):
         cfg, parts = self._config, self._partitions
         log.debug("near dedup: %s, %d partitions", config_dict(cfg), parts)
         signed = tweets | "Sign" >> beam.ParDo(_SignFn(cfg, parts, self._batch_size)).with_outputs(
-            _TWEETS, main="bands"
+            _TWEETS, _SIGS, main="bands"
         )
         buckets = (
             signed.bands
@@ -840,7 +978,7 @@ class RemoveNearDuplicates(beam.PTransform):
             | "Route" >> beam.ParDo(_RouteFn(cfg, parts)).with_outputs(_PENDING, _OFFERS)
         )
         verified = (
-            {_PENDING: routed[_PENDING], _OFFERS: routed[_OFFERS]}
+            {_PENDING: routed[_PENDING], _OFFERS: routed[_OFFERS], _SIGS: signed[_SIGS]}
             | "JoinOffers" >> beam.CoGroupByKey()
             | "Verify"
             >> beam.ParDo(_VerifyFn(cfg, parts, cfg.max_samples)).with_outputs(
