@@ -15,6 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from tweetmill.pipeline.dataflow import check_runner_options, is_dry_run, remote_pipeline_options
 from tweetmill.pipeline.options import RunConfig
+from tweetmill.pipeline.stats import read_manifest
 from tweetmill.schemas.manifest import MANIFEST_NAME, Manifest, TokenizerInfo
 from tweetmill.schemas.records import Tweet
 from tweetmill.transforms.clean import CleanTweets
@@ -152,5 +153,4 @@ def run(config: RunConfig, beam_args: list[str] | None = None, *, overwrite: boo
     if is_dry_run(options):
         log.info("dry run: the job graph was translated; nothing was submitted")
         return None
-    with FileSystems.open(manifest_path, compression_type="uncompressed") as f:
-        return Manifest.from_json(f.read().decode("utf-8"))
+    return read_manifest(config.output)

@@ -1243,6 +1243,7 @@ class _CsvReader:
     def __init__(self, ctx: _Context, text_column: str | None):
         self._ctx = ctx
         self._text_column = text_column
+        self._tweets = _TweetBuilder(ctx)
 
     def read(self, lines: Iterator[Line]) -> Iterator[Record]:
         ctx = self._ctx
@@ -1298,21 +1299,11 @@ class _CsvReader:
         if tid is None and cols.url is not None:
             m = _STATUS_URL.search(_cell(row, cols.url))
             tid = _parse_id(m.group(1)) if m else None
-        position = ctx.take()
-        derived = tid is None
-        if derived:
-            tid = derived_tweet_id(ctx.path, position)
-        lang = _cell(row, cols.lang).strip() or None
-        return Tweet(
-            id=tid,
-            text=text,
-            source_format=FORMAT_CSV,
-            source_file=ctx.path,
-            position=position,
-            id_derived=derived,
-            created_at_ms=parse_created_at(_cell(row, cols.date)),
-            author_id=_parse_id(_cell(row, cols.author).strip()),
-            twitter_lang=lang,
+        return self._tweets.make(
+            tid, text, FORMAT_CSV,
+            created=_cell(row, cols.date),
+            author=_cell(row, cols.author).strip(),
+            lang=_cell(row, cols.lang).strip() or None,
             is_retweet=(bool(_cell(row, cols.retweet_of).strip()) or _truthy(_cell(row, cols.is_retweet))
                         or _MANUAL_RT.match(text) is not None),
             is_reply=bool(_cell(row, cols.reply_to).strip()) or _truthy(_cell(row, cols.is_reply)),
