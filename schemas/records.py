@@ -26,13 +26,18 @@ UNDETERMINED_LANGUAGE = "und"
 _INT63 = (1 << 63) - 1
 
 
-def derived_tweet_id(source_file: str, position: int) -> int:
+def derived_tweet_id(source_file: str, position: int, text: str) -> int:
     """A deterministic id for a record that has none (plain text, id-less CSV rows).
 
-    Derived from the source path and the record's position, so re-runs produce the same id.
+    Derived from the file's *name* (not its directory), the record's position and its text, so the
+    same archive gives the same ids, hence the same dedup survivors and shards, whether it is read
+    from a laptop or from ``gs://``. Records of same-named files in different folders differ in text
+    or position; where both are equal the two are the same record of two copies of one file, and the
+    second is dropped as a duplicate id.
     """
-    digest = hashlib.blake2b(f"{source_file}\x00{position}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") & _INT63
+    name = source_file.replace("\\", "/").rsplit("/", 1)[-1]
+    key = f"{name}\x00{position}\x00{text}".encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") & _INT63
 
 
 @dataclass

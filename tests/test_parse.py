@@ -251,7 +251,7 @@ def test_plain_text_corpus(rel: str) -> None:
     lines = [line for line in path.read_bytes().decode("utf-8").split("\n") if line.strip()]
     assert [t.text for t in tweets(records)] == lines
     t = records[-1]
-    assert t.id_derived and t.id == derived_tweet_id(str(path), t.position)
+    assert t.id_derived and t.id == derived_tweet_id(str(path), t.position, t.text)
     assert t.source_format == FORMAT_TEXT
 
 
@@ -512,7 +512,7 @@ def test_csv_generic_columns_and_options() -> None:
     assert a.created_at_ms == 1577934245000
     assert (b.text, b.is_reply, b.created_at_ms) == ("multi\nline", True, 1577934240000)
     assert (c.text, c.created_at_ms) == ("café crème", None)  # cp1252 line; bad date -> None
-    assert all(t.id_derived and t.id == derived_tweet_id("export.csv", t.position) for t in (a, b, c))
+    assert all(t.id_derived and t.id == derived_tweet_id("export.csv", t.position, t.text) for t in (a, b, c))
     named = records_from("x.csv", b"id,body,note\n5,the body,the note\n1234567,b,n\n",
                          csv_text_column="note")
     # a bare "id" of 5 is a row number, not a tweet id
@@ -701,7 +701,7 @@ def test_plain_text_rules() -> None:
     assert [t.text for t in records] == ["one", "two \u2028 still two", "three"]  # only \n splits
     assert [t.position for t in records] == [0, 1, 2]
     assert records == records_from("t.txt", data)  # derived ids are deterministic
-    assert all(t.id_derived and t.id == derived_tweet_id("t.txt", t.position) for t in records)
+    assert all(t.id_derived and t.id == derived_tweet_id("t.txt", t.position, t.text) for t in records)
     latin = records_from("l.txt", "ça va\nnaïve\n".encode("latin-1"))
     assert [t.text for t in latin] == ["ça va", "naïve"]
 

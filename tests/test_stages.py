@@ -45,10 +45,20 @@ def tweet(i: int, text: str = "hello there world", **kw) -> Tweet:
 
 
 def test_derived_ids_are_deterministic_and_in_int63():
-    a = derived_tweet_id("gs://b/x.txt", 7)
-    assert a == derived_tweet_id("gs://b/x.txt", 7)
-    assert a != derived_tweet_id("gs://b/x.txt", 8)
+    a = derived_tweet_id("gs://b/x.txt", 7, "some text")
+    assert a == derived_tweet_id("gs://b/x.txt", 7, "some text")
+    assert a != derived_tweet_id("gs://b/x.txt", 8, "some text")
+    assert a != derived_tweet_id("gs://b/x.txt", 7, "other text")
+    assert a != derived_tweet_id("gs://b/y.txt", 7, "some text")
     assert 0 <= a < 2**63
+
+
+def test_derived_ids_do_not_depend_on_where_the_archive_is_stored():
+    """The same file read from another folder or bucket keeps its ids, so dedup keeps the same tweets."""
+    a = derived_tweet_id("gs://bucket/archive/2022-01/x.txt", 7, "some text")
+    assert a == derived_tweet_id("/home/me/x.txt", 7, "some text") == derived_tweet_id(r"C:\data\x.txt", 7,
+                                                                                        "some text")
+    assert derived_tweet_id("x.txt", 0, "lone \ud800 surrogate") >= 0
 
 
 def test_filter_counts_every_drop_by_reason():

@@ -825,10 +825,10 @@ class _TweetBuilder:
              is_retweet: bool, is_reply: bool, is_quote: bool) -> Tweet:
         ctx = self._ctx
         position = ctx.take()
+        text = _no_surrogates(text)
         derived = tid is None
         if derived:
-            tid = derived_tweet_id(ctx.path, position)
-        text = _no_surrogates(text)
+            tid = derived_tweet_id(ctx.path, position, text)
         return Tweet(
             id=tid,
             text=text,
@@ -1177,7 +1177,7 @@ class _LineDecoder:
 
 
 def _read_text(ctx: _Context, lines: Iterator[Line]) -> Iterator[Record]:
-    """Plain text, one tweet per line; blank lines are not records. Ids are derived from positions."""
+    """Plain text, one tweet per line; blank lines are not records. Ids are derived (``derived_tweet_id``)."""
     path = ctx.path
     for line, offset, lineno in _LineDecoder(lines, path):
         if type(line) is _TooLong:
@@ -1189,7 +1189,7 @@ def _read_text(ctx: _Context, lines: Iterator[Line]) -> Iterator[Record]:
         if not line or line.isspace():
             continue
         position = ctx.take()
-        yield Tweet(id=derived_tweet_id(path, position), text=line, source_format=FORMAT_TEXT,
+        yield Tweet(id=derived_tweet_id(path, position, line), text=line, source_format=FORMAT_TEXT,
                     source_file=path, position=position, id_derived=True)
 
 
