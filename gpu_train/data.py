@@ -36,6 +36,7 @@ from tweetmill.schemas.shard import (
     SHARD_PREFIX,
     SHARD_SUFFIX,
     schema_metadata,
+    splitmix64,
 )
 
 log = logging.getLogger(__name__)
@@ -384,11 +385,7 @@ def val_mask(ids: np.ndarray, fraction: float) -> np.ndarray:
     """
     if fraction <= 0:
         return np.zeros(len(ids), dtype=bool)
-    z = ids.astype(np.int64, copy=False).view(np.uint64) ^ _VAL_SALT
-    z = z + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
+    z = splitmix64(ids.astype(np.int64, copy=False).view(np.uint64) ^ _VAL_SALT)
     threshold = np.uint64(min(int(fraction * 2.0**64), 2**64 - 1))
     return z < threshold
 

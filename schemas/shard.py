@@ -26,6 +26,21 @@ META_NUM_SHARDS = "tweetmill.num_shards"
 
 TOKEN_TYPE = pa.int32()
 
+_MASK64 = (1 << 64) - 1
+
+
+def splitmix64(x):
+    """splitmix64's mix of ``x``: an ``int`` in [0, 2**64) or a numpy ``uint64`` array (which wraps).
+
+    The one hash of tweet ids across tweetmill: which shard a tweet goes to (``% num_shards``), the
+    trainer's validation split (of ``id ^ salt``), the near-dedup sample. Time-ordered ids spread
+    evenly, and the pipeline (Python ints) and the trainer (numpy) agree bit for bit.
+    """
+    z = (x + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
 SHARD_FIELDS: list[pa.Field] = [
     pa.field("id", pa.int64(), nullable=False),
     pa.field("id_derived", pa.bool_(), nullable=False),

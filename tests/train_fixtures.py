@@ -28,6 +28,7 @@ from tweetmill.schemas import (
     shard_file_name,
     shard_schema,
 )
+from tweetmill.schemas.shard import splitmix64
 
 EOS_TOKEN = "<|endoftext|>"
 _MASK64 = (1 << 64) - 1
@@ -134,11 +135,7 @@ def byte_tokenizer() -> FixtureTokenizer:
 
 def shard_of(ids: np.ndarray, num_shards: int) -> np.ndarray:
     """splitmix64(id) % num_shards, as the pipeline spreads ids."""
-    z = ids.astype(np.int64).view(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
-    return (z % np.uint64(num_shards)).astype(np.int64)
+    return (splitmix64(ids.astype(np.int64).view(np.uint64)) % np.uint64(num_shards)).astype(np.int64)
 
 
 def write_shards(

@@ -44,8 +44,6 @@ fate and are never compared with each other.
 from __future__ import annotations
 
 import functools
-import hashlib
-import heapq
 import logging
 import math
 import os
@@ -61,6 +59,7 @@ import numpy as np
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 from tweetmill.schemas.records import DROP_NEAR_DUPLICATE, Tweet
+from tweetmill.schemas.shard import splitmix64
 from tweetmill.transforms.common import TAG_DROPPED, DropCounter
 
 __all__ = [
@@ -474,10 +473,12 @@ def near_duplicates(tweets: list[Tweet], config: NearDedupConfig) -> tuple[list[
 # with the input (the result does not depend on it).
 
 _PENDING, _OFFERS, _TWEETS, _PAIRS, _ASKS = "pending", "offers", "tweets", "pairs", "asks"
-# Signatures go straight from Sign to Verify (one shuffle, not two): Route needs only ids and
-# texts, and recomputes the few anchors' signatures it sends (measured: signatures were two
-# thirds of the bytes shuffled, and every byte is copied several times on the FnApiRunner).
-_SIGS = "sigs"
+# Packed tweets go straight from Sign to Verify (one shuffle): Route sees only their ids and texts.
+# No signature is shuffled: Route re-signs the anchors it offers and Verify the candidates it
+# checks, from their texts (measured: 512 bytes of signature per tweet were the largest share of
+# the bytes shuffled, every byte is copied several times on the FnApiRunner, and re-signing costs
+# ~9 µs per candidate; most tweets are neither).
+_PACKED = "packed"
 # Signed tweets are emitted this many at a time (and at the end of a bundle), not per batch.
 _EMIT_TWEETS = 65536
 # Bucket pairs are deduplicated and emitted this many at a time (and at the end of a bundle).
@@ -556,10 +557,10 @@ def _concat(arrays: list[np.ndarray], dtype) -> np.ndarray:
 
 
 class _SignFn(beam.DoFn):
-    """Tweets -> band entries ``(key partition, keys and ids)``, the tweets ``(id partition, (token,
-    packed tweets, ids, texts))`` and their signatures ``(id partition, (token, signatures))``
-    (the token pairs the two in Verify), signed a batch at a time and emitted ``_EMIT_TWEETS``
-    at a time. Empty texts get no band entry, so they never match.
+    """Tweets -> band entries ``(key partition, keys and ids)``, their ids and texts ``(id
+    partition, (token, ids, texts))`` for Route and the tweets themselves ``(id partition, (token,
+    packed tweets))`` for Verify (the token pairs the two), signed a batch at a time and emitted
+    ``_EMIT_TWEETS`` at a time. Empty texts get no band entry, so they never match.
 
     It buffers tweets itself rather than follow ``BatchElements``: the runner samples the size
     of list elements by pickling every tweet in them (measured: 10% of the stage's time)."""
@@ -569,7 +570,8 @@ class _SignFn(beam.DoFn):
 
     def start_bundle(self) -> None:
         self._buffer: list[Tweet] = []
-        self._signed: list[tuple[list[Tweet], np.ndarray, np.ndarray]] = []  # (tweets, ids, sigs)
+        # (tweets, their ids, band keys of those with a shingle, those tweets' ids)
+        self._signed: list[tuple[list[Tweet], np.ndarray, np.ndarray, np.ndarray]] = []
         self._signed_count = 0
 
     def process(self, tweet: Tweet) -> Iterator:
@@ -596,27 +598,28 @@ class _SignFn(beam.DoFn):
         batch, self._buffer = self._buffer, []
         if not batch:
             return
-        sigs = minhash_signatures([t.text for t in batch], self._config)
-        self._signed.append((batch, _ids_array(batch), sigs))
+        cfg = self._config
+        sigs = minhash_signatures([t.text for t in batch], cfg)
+        ids = _ids_array(batch)
+        has_shingles = ~_is_empty(sigs)
+        keys = band_keys(sigs[has_shingles], cfg.bands, cfg.rows).ravel()
+        self._signed.append((batch, ids, keys, np.repeat(ids[has_shingles], cfg.bands)))
         self._signed_count += len(batch)
 
     def _emit(self) -> Iterator:
         signed, self._signed, self._signed_count = self._signed, [], 0
         if not signed:
             return
-        cfg, parts = self._config, self._partitions
-        batch = [t for b, _, _ in signed for t in b]
-        ids = np.concatenate([i for _, i, _ in signed])
-        sigs = np.concatenate([s for _, _, s in signed])
+        parts = self._partitions
+        batch = [t for b, _, _, _ in signed for t in b]
+        ids = np.concatenate([i for _, i, _, _ in signed])
         for q, rows in _split_by_partition(_partition_of(ids, parts), parts):
             part = [batch[i] for i in rows.tolist()]
-            token = os.urandom(16)  # pairs this chunk with its signatures in Verify
-            chunk = (token, _pack(part), _enc(ids[rows]), [t.text for t in part])
-            yield beam.pvalue.TaggedOutput(_TWEETS, (q, chunk))
-            yield beam.pvalue.TaggedOutput(_SIGS, (q, (token, _enc(sigs[rows]))))
-        rows = np.flatnonzero(~_is_empty(sigs))
-        keys = band_keys(sigs[rows], cfg.bands, cfg.rows).ravel()
-        key_ids = np.repeat(ids[rows], cfg.bands)
+            token = os.urandom(16)  # pairs Route's view of this chunk with the chunk in Verify
+            yield beam.pvalue.TaggedOutput(_TWEETS, (q, (token, _enc(ids[rows]), [t.text for t in part])))
+            yield beam.pvalue.TaggedOutput(_PACKED, (q, (token, _pack(part))))
+        keys = np.concatenate([k for _, _, k, _ in signed])
+        key_ids = np.concatenate([i for _, _, _, i in signed])
         for q, sel in _split_by_partition(_partition_of(keys, parts), parts):
             yield q, _enc(keys[sel], key_ids[sel])
 
@@ -702,32 +705,27 @@ class _RouteFn(beam.DoFn):
     """One id partition: tweets never paired with a smaller id are kept, the others wait for
     verification, and anchors (bucket mins) send their signature to the tweets paired with them.
 
-    Kept tweets travel on, packed, with the waiting ones, so that one step (``Verify``) emits all
-    kept tweets: a Flatten of two tweet outputs cost ~20 µs per tweet on the FnApiRunner. Only
-    ids and texts are read here (tweets stay packed, signatures go from Sign to Verify directly);
-    the anchors' signatures are recomputed from their texts."""
+    The tweets themselves go from Sign to Verify, which emits all kept tweets (a Flatten of two
+    tweet outputs cost ~20 µs per tweet on the FnApiRunner): Route sees ids and texts, tells
+    Verify which tweets of each chunk wait, and re-signs the anchors from their texts."""
 
     def __init__(self, config: NearDedupConfig, partitions: int):
         self._config, self._partitions = config, partitions
 
     def process(self, element) -> Iterator:
         q, grouped = element
-        # Tweets stay packed: only their ids, texts and signatures are read here.
-        chunks = [(token, blob, _dec(arrays)[0], texts) for token, blob, arrays, texts in grouped[_TWEETS]]
+        chunks = [(token, _dec(arrays)[0], texts) for token, arrays, texts in grouped[_TWEETS]]
         if not chunks:  # cannot happen: pairs come from tweets, which their partition holds
             return
-        all_ids = np.concatenate([i for _, _, i, _ in chunks])
-        texts = [t for _, _, _, tx in chunks for t in tx]
+        all_ids = np.concatenate([i for _, i, _ in chunks])
+        texts = [t for _, _, tx in chunks for t in tx]
         pairs = [_dec(c) for c in grouped[_PAIRS]]
         asks = [_dec(c) for c in grouped[_ASKS]]
         is_member = np.isin(all_ids, _concat([x for x, _ in pairs], np.int64))
         anchors, askers = _unique_pairs(
             _concat([m for m, _ in asks], np.int64), _concat([x for _, x in asks], np.int64)
         )
-        yield beam.pvalue.TaggedOutput(
-            _PENDING,
-            (q, ([token for token, _, _, _ in chunks], [blob for _, blob, _, _ in chunks], _enc(is_member))),
-        )
+        yield beam.pvalue.TaggedOutput(_PENDING, (q, ([token for token, _, _ in chunks], _enc(is_member))))
         if len(anchors) == 0:
             return
         k, offer_rows_a = _match(all_ids, anchors)
@@ -806,24 +804,19 @@ class _VerifyFn(beam.DoFn):
     def process(self, element) -> Iterator:
         _, grouped = element
         cfg = self._config
-        sigs_of = {token: _dec(arrays)[0] for token, arrays in grouped[_SIGS]}
-        pending = [
-            (blobs, is_member, np.concatenate([sigs_of[t] for t in tokens])[is_member])
-            for tokens, blobs, arrays in grouped[_PENDING]
-            for is_member in _dec(arrays)
-        ]
-        offers = [(*_dec(arrays), texts) for arrays, texts in grouped[_OFFERS]]
+        blob_of = dict(grouped[_PACKED])
         tweets = []
-        for blobs, is_member, _ in pending:
-            chunk = [t for blob in blobs for t in _unpack(blob)]
-            for t, member in zip(chunk, is_member.tolist(), strict=True):
+        for tokens, arrays in grouped[_PENDING]:
+            chunk = [t for token in tokens for t in _unpack(blob_of[token])]
+            for t, member in zip(chunk, _dec(arrays)[0].tolist(), strict=True):
                 if member:
                     tweets.append(t)
                 else:
                     yield t
         if not tweets:
             return
-        psigs = np.concatenate([s for _, _, s in pending])
+        psigs = minhash_signatures([t.text for t in tweets], cfg)
+        offers = [(*_dec(arrays), texts) for arrays, texts in grouped[_OFFERS]]
         to = _concat([o[0] for o in offers], np.int64)
         bases = np.cumsum([0] + [len(o[2]) for o in offers])[:-1]  # offer k's anchors start there
         which = _concat([o[1] + base for o, base in zip(offers, bases, strict=True)], np.int64)
@@ -834,31 +827,25 @@ class _VerifyFn(beam.DoFn):
         agree = np.count_nonzero(psigs[p_arr] == osigs[o_arr], axis=1) if len(p_arr) else p_arr
         ok = agree >= cfg.min_agreement
         best = self._best(p_arr[ok], o_arr[ok], agree[ok], anchor, which, texts)
-        removed = []
         for r, t in enumerate(tweets):
-            if r in best:
-                m, text, n = best[r]
-                removed.append(
-                    {
-                        "removed_id": t.id,
-                        "removed_text": t.text,
-                        "kept_id": m,
-                        "kept_text": text,
-                        "similarity": n / cfg.num_perm,
-                    }
-                )
-            else:
+            if r not in best:
                 yield t
         yield beam.pvalue.TaggedOutput("checked", (len(p_arr), int(np.count_nonzero(ok))))
-        if not removed:
+        if not best:
             return
-        yield from self._drops.emit({DROP_NEAR_DUPLICATE: len(removed)})
+        yield from self._drops.emit({DROP_NEAR_DUPLICATE: len(best)})
+        removed_rows = np.fromiter(best, dtype=np.int64, count=len(best))
         if self._max_samples:
-            # The partition's first samples, without sorting all its removed pairs.
-            yield beam.pvalue.TaggedOutput(
-                TAG_SAMPLES, heapq.nsmallest(self._max_samples, removed, key=_sample_order)
-            )
-        kept_ids = np.fromiter((r["kept_id"] for r in removed), dtype=np.int64, count=len(removed))
+            # The partition's first samples in sample order, dicts built for those only.
+            removed_ids = np.fromiter((tweets[r].id for r in best), dtype=np.int64, count=len(best))
+            first = np.lexsort((removed_ids, _sample_hash(removed_ids)))[: self._max_samples]
+            samples = []
+            for r in removed_rows[first].tolist():
+                t, (m, text, n) = tweets[r], best[r]
+                samples.append({"removed_id": t.id, "removed_text": t.text, "kept_id": m, "kept_text": text,
+                                "similarity": n / cfg.num_perm})
+            yield beam.pvalue.TaggedOutput(TAG_SAMPLES, samples)
+        kept_ids = np.fromiter((m for m, _, _ in best.values()), dtype=np.int64, count=len(best))
         for q, sel in _split_by_partition(_partition_of(kept_ids, self._partitions), self._partitions):
             yield beam.pvalue.TaggedOutput("anchors", (q, _enc(kept_ids[sel])))
 
@@ -890,10 +877,15 @@ class _ClusterStats(beam.CombineFn):
         return acc
 
 
+def _sample_hash(removed_ids: np.ndarray) -> np.ndarray:
+    return splitmix64(removed_ids.view(np.uint64))
+
+
 def _sample_order(pair: dict) -> tuple:
-    """A spread-out but deterministic order over removed pairs (hash of the id first)."""
-    digest = hashlib.blake2b(str(pair["removed_id"]).encode(), digest_size=8).digest()
-    return (digest, pair["removed_id"], pair["kept_id"], pair["removed_text"])
+    """A spread-out but deterministic order over removed pairs: a hash of the removed id first
+    (``_sample_hash``, which Verify applies to whole partitions), then the ids and the text."""
+    removed_id = pair["removed_id"]
+    return (splitmix64(removed_id & ((1 << 64) - 1)), removed_id, pair["kept_id"], pair["removed_text"])
 
 
 def _sum_pairs(pairs: Iterable[tuple[int, int]]) -> tuple[int, int]:
@@ -965,7 +957,7 @@ class RemoveNearDuplicates(beam.PTransform):
         cfg, parts = self._config, self._partitions
         log.debug("near dedup: %s, %d partitions", config_dict(cfg), parts)
         signed = tweets | "Sign" >> beam.ParDo(_SignFn(cfg, parts, self._batch_size)).with_outputs(
-            _TWEETS, _SIGS, main="bands"
+            _TWEETS, _PACKED, main="bands"
         )
         buckets = (
             signed.bands
@@ -978,7 +970,7 @@ class RemoveNearDuplicates(beam.PTransform):
             | "Route" >> beam.ParDo(_RouteFn(cfg, parts)).with_outputs(_PENDING, _OFFERS)
         )
         verified = (
-            {_PENDING: routed[_PENDING], _OFFERS: routed[_OFFERS], _SIGS: signed[_SIGS]}
+            {_PENDING: routed[_PENDING], _OFFERS: routed[_OFFERS], _PACKED: signed[_PACKED]}
             | "JoinOffers" >> beam.CoGroupByKey()
             | "Verify"
             >> beam.ParDo(_VerifyFn(cfg, parts, cfg.max_samples)).with_outputs(

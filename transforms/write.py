@@ -26,7 +26,13 @@ import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from tweetmill.schemas.manifest import MANIFEST_NAME, Counts, Manifest, ShardEntry, TokenizerInfo
 from tweetmill.schemas.records import DeadLetter, Tweet
-from tweetmill.schemas.shard import SHARD_FORMAT_VERSION, SHARD_PREFIX, shard_file_name, shard_schema
+from tweetmill.schemas.shard import (
+    SHARD_FORMAT_VERSION,
+    SHARD_PREFIX,
+    shard_file_name,
+    shard_schema,
+    splitmix64,
+)
 from tweetmill.transforms.tokenize import read_tokenizer_bytes
 
 log = logging.getLogger(__name__)
@@ -36,7 +42,6 @@ TOKENIZER_NAME = "tokenizer.json"  # a copy of the run's tokenizer, so the shard
 NEAR_DUP_SAMPLE_NAME = "near_duplicates.sample.jsonl"  # removed near-duplicate pairs, for inspection
 NUM_ERROR_FILES = 16
 RECORD_BATCH_ROWS = 65_536
-_MASK64 = (1 << 64) - 1
 
 
 class AccountingError(RuntimeError):
@@ -65,10 +70,7 @@ class OutputSpec:
 
 def shard_of(tweet_id: int, num_shards: int) -> int:
     """The shard a tweet id belongs to: splitmix64 of the id, so time-ordered ids spread evenly."""
-    z = (tweet_id + 0x9E3779B97F4A7C15) & _MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return (z ^ (z >> 31)) % num_shards
+    return splitmix64(tweet_id) % num_shards
 
 
 def tweets_to_table(tweets: list[Tweet], schema: pa.Schema) -> pa.Table:
