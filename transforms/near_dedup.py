@@ -477,13 +477,17 @@ def near_duplicates(tweets: list[Tweet], config: NearDedupConfig) -> tuple[list[
 # data, so the number of partitions, not the input size, bounds what one worker holds: raise it
 # with the input (the result does not depend on it).
 
-_PENDING, _OFFERS, _TWEETS, _PAIRS, _ASKS = "pending", "offers", "tweets", "pairs", "asks"
-# Packed tweets go straight from Sign to Verify (one shuffle): Route sees only their ids and texts.
-# No signature is shuffled: Route re-signs the anchors it offers and Verify the candidates it
-# checks, from their texts (measured: 512 bytes of signature per tweet were the largest share of
-# the bytes shuffled, every byte is copied several times on the FnApiRunner, and re-signing costs
-# ~9 µs per candidate; most tweets are neither).
-_PACKED = "packed"
+# The tags between the steps. Tweets go from Sign to Verify (packed, one shuffle); Route and Check
+# see only ids and texts. No signature is shuffled: Check signs the few tweets that are members
+# or anchors of a pair from their texts (~8 µs each), which costs less than moving 512 bytes per
+# tweet or per pair through the shuffles (measured: every byte is copied several times on the
+# FnApiRunner, and the kernel's page faults on those copies grew faster than the data).
+_TWEETS, _PACKED = "tweets", "packed"  # Sign -> Route (ids, texts); Sign -> Verify (tweets)
+_PAIRS, _ANCHORS = "pairs", "anchors"  # PairWithBucketMin -> Route: (member, anchor); anchor ids
+_PENDING = "pending"  # Route -> Verify: which tweets of each chunk wait for a verdict
+_CLAIMS, _ANCHOR_TEXTS = "claims", "anchor_texts"  # Route -> Check: member texts; anchor texts
+_VERDICTS, _KEPT_TEXTS = "verdicts", "kept_texts"  # Check -> Verify: verified pairs; sample texts
+_CHECKED, _ANCHOR_IDS = "checked", "anchor_ids"  # Check, Verify -> stats
 # Signed tweets are emitted this many at a time (and at the end of a bundle), not per batch.
 _EMIT_TWEETS = 65536
 # Bucket pairs are deduplicated and emitted this many at a time (and at the end of a bundle).
@@ -634,8 +638,9 @@ class _SignFn(beam.DoFn):
 
 
 class _BucketPairsFn(beam.DoFn):
-    """One partition of band entries -> ``(member, bucket min)`` pairs, routed to both ids'
-    partitions: linear in a bucket's size (a 100k-copy bucket gives 100k pairs, not 10**10)."""
+    """One partition of band entries -> ``(member, bucket min)`` pairs, routed to the member's
+    partition, and the bucket mins (anchors), routed to theirs: linear in a bucket's size (a
+    100k-copy bucket gives 100k pairs, not 10**10)."""
 
     def __init__(self, partitions: int):
         self._partitions = partitions
@@ -695,9 +700,9 @@ class _BucketPairsFn(beam.DoFn):
             unique_x.append(x)
             unique_m.append(m)
             yield beam.pvalue.TaggedOutput(_PAIRS, (q, _enc(x, m)))
-        xs, ms = np.concatenate(unique_x), np.concatenate(unique_m)
-        for q, sel in _split_by_partition(_partition_of(ms, parts), parts):
-            yield beam.pvalue.TaggedOutput(_ASKS, (q, _enc(ms[sel], xs[sel])))
+        anchors = np.unique(np.concatenate(unique_m))
+        for q, sel in _split_by_partition(_partition_of(anchors, parts), parts):
+            yield beam.pvalue.TaggedOutput(_ANCHORS, (q, _enc(anchors[sel])))
 
 
 def _unique_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -711,98 +716,116 @@ def _unique_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 class _RouteFn(beam.DoFn):
-    """One id partition: tweets never paired with a smaller id are kept, the others wait for
-    verification, and anchors (bucket mins) send their signature to the tweets paired with them.
+    """One id partition (Route sees ids and texts; the tweets go from Sign to Verify):
 
-    The tweets themselves go from Sign to Verify, which emits all kept tweets (a Flatten of two
-    tweet outputs cost ~20 µs per tweet on the FnApiRunner): Route sees ids and texts, tells
-    Verify which tweets of each chunk wait, and re-signs the anchors from their texts."""
+    * to Verify, which tweets of each chunk are members of a pair (they wait for a verdict; the
+      others are kept), in chunk order, so a member is named by its rank ``k`` among them;
+    * to each anchor's partition, the texts of the members paired with its anchors (once per
+      member and partition), with ``(k, anchor)`` per pair: a member's text (~100 bytes) travels,
+      not the anchor's signature (512 bytes, to every partition holding one of its members:
+      measured, those were two thirds of the bytes shuffled at 1M tweets);
+    * to its own partition's Check, the texts of its anchors.
+    """
 
-    def __init__(self, config: NearDedupConfig, partitions: int):
-        self._config, self._partitions = config, partitions
+    def __init__(self, partitions: int):
+        self._partitions = partitions
 
     def process(self, element) -> Iterator:
         q, grouped = element
         chunks = [(token, _dec(arrays)[0], texts) for token, arrays, texts in grouped[_TWEETS]]
-        if not chunks:  # cannot happen: pairs come from tweets, which their partition holds
+        if not chunks:  # cannot happen: pairs and anchors come from tweets, which Route holds
             return
         all_ids = np.concatenate([i for _, i, _ in chunks])
         texts = [t for _, _, tx in chunks for t in tx]
         pairs = [_dec(c) for c in grouped[_PAIRS]]
-        asks = [_dec(c) for c in grouped[_ASKS]]
-        is_member = np.isin(all_ids, _concat([x for x, _ in pairs], np.int64))
-        anchors, askers = _unique_pairs(
-            _concat([m for m, _ in asks], np.int64), _concat([x for _, x in asks], np.int64)
+        xs, ms = _unique_pairs(
+            _concat([x for x, _ in pairs], np.int64), _concat([m for _, m in pairs], np.int64)
         )
+        member_rows = np.flatnonzero(np.isin(all_ids, xs))
+        is_member = np.zeros(len(all_ids), dtype=bool)
+        is_member[member_rows] = True
         yield beam.pvalue.TaggedOutput(_PENDING, (q, ([token for token, _, _ in chunks], _enc(is_member))))
-        if len(anchors) == 0:
+
+        anchors = _concat([_dec(c)[0] for c in grouped[_ANCHORS]], np.int64)
+        if len(anchors):
+            _, rows = _match(all_ids, np.unique(anchors))
+            anchor_texts = [texts[r] for r in rows.tolist()]
+            yield beam.pvalue.TaggedOutput(_ANCHOR_TEXTS, (q, (_enc(all_ids[rows]), anchor_texts)))
+        if len(xs) == 0:
             return
-        k, offer_rows_a = _match(all_ids, anchors)
-        offer_to_a = askers[k]
-        anchor_rows = np.unique(offer_rows_a)
-        anchor_sigs = minhash_signatures([texts[r] for r in anchor_rows.tolist()], self._config)
+        # Every member tweet (rows sharing an id each count) with each of its anchors.
+        pair_of, rows = _match(all_ids[member_rows], xs)  # rows index member_rows
+        k, anchor = rows, ms[pair_of]
         parts = self._partitions
-        for dest, sel in _split_by_partition(_partition_of(offer_to_a, parts), parts):
-            rows = offer_rows_a[sel]
-            # Each anchor's signature once per destination, however many tweets there asked for
-            # it (a 100k-copy spam bucket sends 64 signatures, not 100k).
-            uniq, which = np.unique(rows, return_inverse=True)
-            payload = (
-                _enc(
-                    offer_to_a[sel],
-                    which.astype(np.int64).ravel(),
-                    all_ids[uniq],
-                    anchor_sigs[np.searchsorted(anchor_rows, uniq)],
-                ),
-                [texts[r] for r in uniq.tolist()],
-            )
-            yield beam.pvalue.TaggedOutput(_OFFERS, (dest, payload))
+        for dest, sel in _split_by_partition(_partition_of(anchor, parts), parts):
+            uniq, which = np.unique(k[sel], return_inverse=True)
+            payload = (q, _enc(uniq, all_ids[member_rows[uniq]], which.astype(np.int64).ravel(), anchor[sel]),
+                       [texts[r] for r in member_rows[uniq].tolist()])
+            yield beam.pvalue.TaggedOutput(_CLAIMS, (dest, payload))
+
+
+class _CheckFn(beam.DoFn):
+    """One anchor partition: each member's signature against its anchors' (both signed here from
+    their texts, each once); per (member, anchor id) the best verified anchor tweet (the smallest
+    text, where tweets share an id) goes back to the member's partition as a verdict. The anchor's
+    text goes along only for members that may be sampled (the partition's first ``max_samples``
+    in sample order: the overall first ones are among them wherever they are checked)."""
+
+    def __init__(self, config: NearDedupConfig, max_samples: int):
+        self._config, self._max_samples = config, max_samples
+
+    def process(self, element) -> Iterator:
+        _, grouped = element
+        cfg = self._config
+        anchor_blocks = [(_dec(arrays)[0], texts) for arrays, texts in grouped[_ANCHOR_TEXTS]]
+        anchor_ids = _concat([a for a, _ in anchor_blocks], np.int64)
+        anchor_texts = [t for _, tx in anchor_blocks for t in tx]
+        claims = [(src, *_dec(arrays), texts) for src, arrays, texts in grouped[_CLAIMS]]
+        if not claims:
+            return
+        anchor_sigs = minhash_signatures(anchor_texts, cfg)
+        member_sigs = minhash_signatures([t for c in claims for t in c[5]], cfg)
+        bases = np.cumsum([0] + [len(c[5]) for c in claims])[:-1]
+        src = np.concatenate([np.full(len(c[4]), c[0], dtype=np.int64) for c in claims])
+        k = np.concatenate([c[1][c[3]] for c in claims])  # member rank in its partition
+        x = np.concatenate([c[2][c[3]] for c in claims])  # member id
+        member = np.concatenate([c[3] + base for c, base in zip(claims, bases, strict=True)])
+        pair_of, arow = _match(anchor_ids, np.concatenate([c[4] for c in claims]))
+        src, k, x, member = src[pair_of], k[pair_of], x[pair_of], member[pair_of]
+        agree = np.count_nonzero(member_sigs[member] == anchor_sigs[arow], axis=1)
+        ok = agree >= cfg.min_agreement
+        yield beam.pvalue.TaggedOutput(_CHECKED, (len(agree), int(np.count_nonzero(ok))))
+        src, k, x, member, arow, agree = src[ok], k[ok], x[ok], member[ok], arow[ok], agree[ok]
+        if len(k) == 0:
+            return
+        # One verdict per member tweet and anchor id: where tweets share the anchor's id, the
+        # smallest text (a Python sort, on those few rows only).
+        m = anchor_ids[arow]
+        order = np.lexsort((m, member))
+        run_m, run_member = m[order], member[order]
+        starts = np.flatnonzero(np.r_[True, (run_m[1:] != run_m[:-1]) | (run_member[1:] != run_member[:-1])])
+        pick = order[starts]
+        if len(starts) < len(order):  # tweets share an anchor id: per run, the smallest anchor text
+            ends = np.r_[starts[1:], len(order)]
+            pick = np.array([min(order[lo:hi].tolist(), key=lambda i: anchor_texts[arow[i]])
+                             for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True)], dtype=np.int64)
+        src, k, x, arow, agree = src[pick], k[pick], x[pick], arow[pick], agree[pick]
+        m = anchor_ids[arow]
+        for q, sel in _split_by_partition(src, int(src.max()) + 1):
+            yield beam.pvalue.TaggedOutput(_VERDICTS, (q, _enc(k[sel], m[sel], agree[sel])))
+        if self._max_samples:
+            distinct = np.unique(x)
+            first = distinct[np.lexsort((distinct, _sample_hash(distinct)))[: self._max_samples]]
+            sampled = np.flatnonzero(np.isin(x, first))
+            for q, sel in _split_by_partition(src[sampled], int(src.max()) + 1):
+                rows = sampled[sel]
+                texts = [anchor_texts[r] for r in arow[rows].tolist()]
+                yield beam.pvalue.TaggedOutput(_KEPT_TEXTS, (q, (_enc(k[rows], m[rows]), texts)))
 
 
 class _VerifyFn(beam.DoFn):
-    """One id partition: each waiting tweet against the anchors that offered themselves; dropped
-    iff one agrees on >= threshold of the signature (its anchor: the smallest such id)."""
-
-    @staticmethod
-    def _best(
-        rows: np.ndarray,
-        ks: np.ndarray,
-        agree: np.ndarray,
-        anchor: np.ndarray,
-        which: np.ndarray,
-        texts: list[str],
-    ) -> dict[int, tuple[int, str, int]]:
-        """Pending row -> (anchor id, anchor text, agreement) of its smallest (id, text) verified
-        anchor, from the verified (row, offer, agreement) triples: in numpy, texts compared in
-        Python only where one row has several anchors with its smallest id (shared ids)."""
-        ids = anchor[ks]
-        order = np.lexsort((ids, rows))  # by row, then anchor id
-        rows, ks, agree, ids = rows[order], ks[order], agree[order], ids[order]
-        first = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else rows
-        group = np.cumsum(np.r_[True, rows[1:] != rows[:-1]]) - 1 if len(rows) else rows
-        tie = np.r_[False, (rows[1:] == rows[:-1]) & (ids[1:] == ids[:-1])] if len(rows) else rows
-        tie &= ids == ids[first][group]
-        tied = set(rows[tie].tolist())
-        best = {
-            r: (m, texts[w], n)
-            for r, m, w, n in zip(
-                rows[first].tolist(),
-                ids[first].tolist(),
-                which[ks[first]].tolist(),
-                agree[first].tolist(),
-                strict=True,
-            )
-            if r not in tied
-        }
-        if tied:
-            sel = np.flatnonzero(np.isin(rows, np.fromiter(tied, dtype=np.int64, count=len(tied))))
-            for r, k, m, n in zip(
-                rows[sel].tolist(), ks[sel].tolist(), ids[sel].tolist(), agree[sel].tolist(), strict=True
-            ):
-                cand = (m, texts[which[k]], n)
-                if r not in best or cand[:2] < best[r][:2]:
-                    best[r] = cand
-        return best
+    """One id partition: tweets that wait for no verdict are kept; a member is dropped iff a
+    verdict names an anchor (its anchor: the smallest such id)."""
 
     def __init__(self, config: NearDedupConfig, partitions: int, max_samples: int):
         self._config, self._partitions, self._max_samples = config, partitions, max_samples
@@ -812,51 +835,49 @@ class _VerifyFn(beam.DoFn):
 
     def process(self, element) -> Iterator:
         _, grouped = element
-        cfg = self._config
         blob_of = dict(grouped[_PACKED])
-        tweets = []
+        members = []
         for tokens, arrays in grouped[_PENDING]:
             chunk = [t for token in tokens for t in _unpack(blob_of[token])]
             for t, member in zip(chunk, _dec(arrays)[0].tolist(), strict=True):
                 if member:
-                    tweets.append(t)
+                    members.append(t)
                 else:
                     yield t
-        if not tweets:
+        if not members:
             return
-        psigs = minhash_signatures([t.text for t in tweets], cfg)
-        offers = [(*_dec(arrays), texts) for arrays, texts in grouped[_OFFERS]]
-        to = _concat([o[0] for o in offers], np.int64)
-        bases = np.cumsum([0] + [len(o[2]) for o in offers])[:-1]  # offer k's anchors start there
-        which = _concat([o[1] + base for o, base in zip(offers, bases, strict=True)], np.int64)
-        anchor = _concat([o[2] for o in offers], np.int64)[which]
-        osigs = np.concatenate([o[3] for o in offers])[which] if offers else np.zeros((0, cfg.num_perm), _U32)
-        texts = [text for o in offers for text in o[4]]
-        o_arr, p_arr = _match(_ids_array(tweets), to)
-        agree = np.count_nonzero(psigs[p_arr] == osigs[o_arr], axis=1) if len(p_arr) else p_arr
-        ok = agree >= cfg.min_agreement
-        best = self._best(p_arr[ok], o_arr[ok], agree[ok], anchor, which, texts)
-        for r, t in enumerate(tweets):
-            if r not in best:
+        verdicts = [_dec(c) for c in grouped[_VERDICTS]]
+        k = _concat([v[0] for v in verdicts], np.int64)
+        m = _concat([v[1] for v in verdicts], np.int64)
+        agree = _concat([v[2] for v in verdicts], np.int64)
+        order = np.lexsort((m, k))  # by member, then anchor id: the first of each member wins
+        k, m, agree = k[order], m[order], agree[order]
+        first = np.r_[True, k[1:] != k[:-1]] if len(k) else np.zeros(0, dtype=bool)
+        k, m, agree = k[first], m[first], agree[first]
+        removed = np.zeros(len(members), dtype=bool)
+        removed[k] = True
+        for t, gone in zip(members, removed.tolist(), strict=True):
+            if not gone:
                 yield t
-        yield beam.pvalue.TaggedOutput("checked", (len(p_arr), int(np.count_nonzero(ok))))
-        if not best:
+        if len(k) == 0:
             return
-        yield from self._drops.emit({DROP_NEAR_DUPLICATE: len(best)})
-        removed_rows = np.fromiter(best, dtype=np.int64, count=len(best))
+        yield from self._drops.emit({DROP_NEAR_DUPLICATE: len(k)})
         if self._max_samples:
-            # The partition's first samples in sample order, dicts built for those only.
-            removed_ids = np.fromiter((tweets[r].id for r in best), dtype=np.int64, count=len(best))
-            first = np.lexsort((removed_ids, _sample_hash(removed_ids)))[: self._max_samples]
+            kept_text = {}
+            for arrays, texts in grouped[_KEPT_TEXTS]:
+                sk, sm = _dec(arrays)
+                kept_text.update(zip(zip(sk.tolist(), sm.tolist(), strict=True), texts, strict=True))
+            removed_ids = np.fromiter((members[r].id for r in k.tolist()), dtype=np.int64, count=len(k))
             samples = []
-            for r in removed_rows[first].tolist():
-                t, (m, text, n) = tweets[r], best[r]
-                samples.append({"removed_id": t.id, "removed_text": t.text, "kept_id": m, "kept_text": text,
-                                "similarity": n / cfg.num_perm})
+            for i in np.lexsort((removed_ids, _sample_hash(removed_ids)))[: self._max_samples].tolist():
+                text = kept_text.get((int(k[i]), int(m[i])))
+                if text is not None:  # else not among the first samples anywhere (see _CheckFn)
+                    t = members[int(k[i])]
+                    samples.append({"removed_id": t.id, "removed_text": t.text, "kept_id": int(m[i]),
+                                    "kept_text": text, "similarity": int(agree[i]) / self._config.num_perm})
             yield beam.pvalue.TaggedOutput(TAG_SAMPLES, samples)
-        kept_ids = np.fromiter((m for m, _, _ in best.values()), dtype=np.int64, count=len(best))
-        for q, sel in _split_by_partition(_partition_of(kept_ids, self._partitions), self._partitions):
-            yield beam.pvalue.TaggedOutput("anchors", (q, _enc(kept_ids[sel])))
+        for q, sel in _split_by_partition(_partition_of(m, self._partitions), self._partitions):
+            yield beam.pvalue.TaggedOutput(_ANCHOR_IDS, (q, _enc(m[sel])))
 
 
 def _cluster_stats(element) -> tuple[int, int, int]:
@@ -971,31 +992,42 @@ class RemoveNearDuplicates(beam.PTransform):
         buckets = (
             signed.bands
             | "GroupBands" >> beam.GroupByKey()
-            | "PairWithBucketMin" >> beam.ParDo(_BucketPairsFn(parts)).with_outputs(_PAIRS, _ASKS)
+            | "PairWithBucketMin" >> beam.ParDo(_BucketPairsFn(parts)).with_outputs(_PAIRS, _ANCHORS)
         )
         routed = (
-            {_TWEETS: signed[_TWEETS], _PAIRS: buckets[_PAIRS], _ASKS: buckets[_ASKS]}
+            {_TWEETS: signed[_TWEETS], _PAIRS: buckets[_PAIRS], _ANCHORS: buckets[_ANCHORS]}
             | "JoinCandidates" >> beam.CoGroupByKey()
-            | "Route" >> beam.ParDo(_RouteFn(cfg, parts)).with_outputs(_PENDING, _OFFERS)
+            | "Route" >> beam.ParDo(_RouteFn(parts)).with_outputs(_PENDING, _CLAIMS, _ANCHOR_TEXTS)
+        )
+        checked = (
+            {_CLAIMS: routed[_CLAIMS], _ANCHOR_TEXTS: routed[_ANCHOR_TEXTS]}
+            | "JoinClaims" >> beam.CoGroupByKey()
+            | "Check"
+            >> beam.ParDo(_CheckFn(cfg, cfg.max_samples)).with_outputs(_VERDICTS, _KEPT_TEXTS, _CHECKED)
         )
         verified = (
-            {_PENDING: routed[_PENDING], _OFFERS: routed[_OFFERS], _PACKED: signed[_PACKED]}
-            | "JoinOffers" >> beam.CoGroupByKey()
+            {
+                _PACKED: signed[_PACKED],
+                _PENDING: routed[_PENDING],
+                _VERDICTS: checked[_VERDICTS],
+                _KEPT_TEXTS: checked[_KEPT_TEXTS],
+            }
+            | "JoinVerdicts" >> beam.CoGroupByKey()
             | "Verify"
             >> beam.ParDo(_VerifyFn(cfg, parts, cfg.max_samples)).with_outputs(
-                TAG_DROPPED, TAG_SAMPLES, "anchors", "checked", main="kept"
+                TAG_DROPPED, TAG_SAMPLES, _ANCHOR_IDS, main="kept"
             )
         )
-        checked = verified.checked | "SumChecked" >> beam.CombineGlobally(_sum_pairs)
+        pair_counts = checked[_CHECKED] | "SumChecked" >> beam.CombineGlobally(_sum_pairs)
         stats = (
-            verified.anchors
+            verified[_ANCHOR_IDS]
             | "GroupAnchors" >> beam.GroupByKey()
             | "ClustersPerPartition" >> beam.Map(_cluster_stats)
             | "ClusterStats" >> beam.CombineGlobally(_ClusterStats())
             | "StatsDict"
             >> beam.Map(
                 lambda c, checked, config=cfg: _stats_dict(config, c, checked),
-                checked=beam.pvalue.AsSingleton(checked),
+                checked=beam.pvalue.AsSingleton(pair_counts),
             )
         )
         samples = (
