@@ -415,7 +415,9 @@ class NearDedupReport:
 def near_dedup_report(tweets: list[Tweet], config: NearDedupConfig) -> NearDedupReport:
     """The pure core, same rule and candidates as ``RemoveNearDuplicates``: bucket members are
     compared with the bucket's smallest id only, verified pairs count, a tweet goes iff it has a
-    verified near-duplicate with a smaller id (its anchor: the smallest such id)."""
+    verified near-duplicate with a smaller id (its anchor: the smallest such id). A tweet is
+    compared with its smallest candidate first and with the others only if that one fails (the
+    same outcome as comparing with all; ``candidate_pairs`` counts the comparisons made)."""
     if not tweets:
         return NearDedupReport([], 0, 0, config)
     sigs = minhash_signatures([t.text for t in tweets], config)
@@ -441,15 +443,19 @@ def near_dedup_report(tweets: list[Tweet], config: NearDedupConfig) -> NearDedup
     removed: dict[int, RemovedPair] = {}
     checked = verified = 0
     for tid, others in candidates.items():
+        smallest, *rest = sorted(others)
         for i in by_id[tid]:
             best: tuple[int, str, int, int] | None = None  # (anchor id, text, position, agreement)
-            for other in others:
-                for j in by_id[other]:
-                    agree = int(np.count_nonzero(sigs[i] == sigs[j]))
-                    checked += 1
-                    verified += agree >= need
-                    if agree >= need and (best is None or (other, tweets[j].text) < best[:2]):
-                        best = (other, tweets[j].text, j, agree)
+            for round_ in ([smallest], rest):  # the others only if the smallest anchor fails
+                for other in round_:
+                    for j in by_id[other]:
+                        agree = int(np.count_nonzero(sigs[i] == sigs[j]))
+                        checked += 1
+                        verified += agree >= need
+                        if agree >= need and (best is None or (other, tweets[j].text) < best[:2]):
+                            best = (other, tweets[j].text, j, agree)
+                if best is not None:
+                    break
             if best is not None:
                 removed[i] = RemovedPair(tweets[i], tweets[best[2]], best[3] / config.num_perm)
     return NearDedupReport([removed[i] for i in sorted(removed)], checked, verified, config)
@@ -720,10 +726,11 @@ class _RouteFn(beam.DoFn):
 
     * to Verify, which tweets of each chunk are members of a pair (they wait for a verdict; the
       others are kept), in chunk order, so a member is named by its rank ``k`` among them;
-    * to each anchor's partition, the texts of the members paired with its anchors (once per
-      member and partition), with ``(k, anchor)`` per pair: a member's text (~100 bytes) travels,
-      not the anchor's signature (512 bytes, to every partition holding one of its members:
-      measured, those were two thirds of the bytes shuffled at 1M tweets);
+    * to the partition of each member's smallest anchor, its text with all its anchors (``Check``
+      tries the smallest first and forwards the member to the others only if that one fails: 91%
+      pass on the benchmark): a member's text (~100 bytes) travels, not the anchor's signature
+      (512 bytes, to every partition holding one of its members: measured, those were two thirds
+      of the bytes shuffled at 1M tweets);
     * to its own partition's Check, the texts of its anchors.
     """
 
@@ -753,50 +760,102 @@ class _RouteFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(_ANCHOR_TEXTS, (q, (_enc(all_ids[rows]), anchor_texts)))
         if len(xs) == 0:
             return
-        # Every member tweet (rows sharing an id each count) with each of its anchors.
-        pair_of, rows = _match(all_ids[member_rows], xs)  # rows index member_rows
-        k, anchor = rows, ms[pair_of]
-        parts = self._partitions
-        for dest, sel in _split_by_partition(_partition_of(anchor, parts), parts):
-            uniq, which = np.unique(k[sel], return_inverse=True)
-            payload = (q, _enc(uniq, all_ids[member_rows[uniq]], which.astype(np.int64).ravel(), anchor[sel]),
-                       [texts[r] for r in member_rows[uniq].tolist()])
-            yield beam.pvalue.TaggedOutput(_CLAIMS, (dest, payload))
+        # Every member tweet (rows sharing an id each count) with each of its anchors, by member
+        # then anchor (``_unique_pairs`` sorted the pairs by id, then anchor).
+        pair_of, k = _match(all_ids[member_rows], xs)  # k: the member's rank, indexing member_rows
+        order = np.lexsort((pair_of, k))
+        k, anchor = k[order], ms[pair_of[order]]
+        smallest = np.r_[True, k[1:] != k[:-1]]
+        claims = _Claims(
+            src=np.full(len(member_rows), q, dtype=np.int64),
+            k=np.arange(len(member_rows), dtype=np.int64),
+            x=all_ids[member_rows],
+            texts=[texts[r] for r in member_rows.tolist()],
+            pair_member=k[smallest],
+            pair_anchor=anchor[smallest],
+            rest_member=k[~smallest],
+            rest_anchor=anchor[~smallest],
+        )
+        yield from claims.route(self._partitions)
+
+
+@dataclass
+class _Claims:
+    """Member tweets to check against anchors: ``src``/``k`` name a member (its partition and rank
+    there, for the verdict), ``x`` is its id; pairs ``(member index, anchor id)`` are checked
+    now, the ``rest`` only if none of a member's pairs passes."""
+
+    src: np.ndarray
+    k: np.ndarray
+    x: np.ndarray
+    texts: list[str]
+    pair_member: np.ndarray
+    pair_anchor: np.ndarray
+    rest_member: np.ndarray
+    rest_anchor: np.ndarray
+
+    def route(self, partitions: int) -> Iterator:
+        """Claims to the partitions of the pairs' anchors; a member (text included) once each."""
+        for dest, sel in _split_by_partition(_partition_of(self.pair_anchor, partitions), partitions):
+            members, which = np.unique(self.pair_member[sel], return_inverse=True)
+            keep = np.isin(self.rest_member, members)
+            arrays = _enc(self.src[members], self.k[members], self.x[members], which.astype(np.int64).ravel(),
+                          self.pair_anchor[sel], np.searchsorted(members, self.rest_member[keep]),
+                          self.rest_anchor[keep])
+            texts = [self.texts[i] for i in members.tolist()]
+            yield beam.pvalue.TaggedOutput(_CLAIMS, (dest, (arrays, texts)))
+
+    @classmethod
+    def join(cls, grouped: list) -> _Claims:
+        parts = [(*_dec(arrays), texts) for arrays, texts in grouped]
+        bases = np.cumsum([0] + [len(p[0]) for p in parts])[:-1]
+
+        def cat(i: int, offset: bool = False) -> np.ndarray:
+            return _concat([p[i] + (b if offset else 0) for p, b in zip(parts, bases, strict=True)], np.int64)
+
+        return cls(src=cat(0), k=cat(1), x=cat(2), texts=[t for p in parts for t in p[7]],
+                   pair_member=cat(3, True), pair_anchor=cat(4), rest_member=cat(5, True), rest_anchor=cat(6))
 
 
 class _CheckFn(beam.DoFn):
-    """One anchor partition: each member's signature against its anchors' (both signed here from
-    their texts, each once); per (member, anchor id) the best verified anchor tweet (the smallest
-    text, where tweets share an id) goes back to the member's partition as a verdict. The anchor's
-    text goes along only for members that may be sampled (the partition's first ``max_samples``
-    in sample order: the overall first ones are among them wherever they are checked)."""
+    """One anchor partition: each claimed member's signature against its anchors' (both signed
+    here from their texts, each once); per (member, anchor id) the best verified anchor tweet (the
+    smallest text, where tweets share an id) goes back to the member's partition as a verdict. A
+    member none of whose pairs passes is forwarded to the partitions of its other anchors (round
+    1 only: round 2 checks all the rest at once). The anchor's text goes along only for members
+    that may be sampled (the partition's first ``max_samples`` in sample order: the overall first
+    ones are among them wherever they are verified)."""
 
-    def __init__(self, config: NearDedupConfig, max_samples: int):
-        self._config, self._max_samples = config, max_samples
+    def __init__(self, config: NearDedupConfig, partitions: int, max_samples: int, forward: bool):
+        self._config, self._partitions, self._max_samples = config, partitions, max_samples
+        self._forward = forward
 
     def process(self, element) -> Iterator:
         _, grouped = element
+        if not grouped[_CLAIMS]:
+            return
         cfg = self._config
         anchor_blocks = [(_dec(arrays)[0], texts) for arrays, texts in grouped[_ANCHOR_TEXTS]]
         anchor_ids = _concat([a for a, _ in anchor_blocks], np.int64)
         anchor_texts = [t for _, tx in anchor_blocks for t in tx]
-        claims = [(src, *_dec(arrays), texts) for src, arrays, texts in grouped[_CLAIMS]]
-        if not claims:
-            return
-        anchor_sigs = minhash_signatures(anchor_texts, cfg)
-        member_sigs = minhash_signatures([t for c in claims for t in c[5]], cfg)
-        bases = np.cumsum([0] + [len(c[5]) for c in claims])[:-1]
-        src = np.concatenate([np.full(len(c[4]), c[0], dtype=np.int64) for c in claims])
-        k = np.concatenate([c[1][c[3]] for c in claims])  # member rank in its partition
-        x = np.concatenate([c[2][c[3]] for c in claims])  # member id
-        member = np.concatenate([c[3] + base for c, base in zip(claims, bases, strict=True)])
-        pair_of, arow = _match(anchor_ids, np.concatenate([c[4] for c in claims]))
-        src, k, x, member = src[pair_of], k[pair_of], x[pair_of], member[pair_of]
+        claims = _Claims.join(grouped[_CLAIMS])
+        pair_of, arow = _match(anchor_ids, claims.pair_anchor)  # one row per anchor tweet of a pair
+        member = claims.pair_member[pair_of]
+        needed, arow = np.unique(arow, return_inverse=True)  # sign only the anchors claimed here
+        arow = arow.ravel()
+        anchor_sigs = minhash_signatures([anchor_texts[r] for r in needed.tolist()], cfg)
+        member_sigs = minhash_signatures(claims.texts, cfg)
         agree = np.count_nonzero(member_sigs[member] == anchor_sigs[arow], axis=1)
         ok = agree >= cfg.min_agreement
         yield beam.pvalue.TaggedOutput(_CHECKED, (len(agree), int(np.count_nonzero(ok))))
-        src, k, x, member, arow, agree = src[ok], k[ok], x[ok], member[ok], arow[ok], agree[ok]
-        if len(k) == 0:
+        if self._forward:
+            failed = np.isin(claims.rest_member, member[ok], invert=True)
+            yield from dataclasses.replace(
+                claims, pair_member=claims.rest_member[failed], pair_anchor=claims.rest_anchor[failed],
+                rest_member=claims.rest_member[:0], rest_anchor=claims.rest_anchor[:0],
+            ).route(self._partitions)
+        member, arow, agree = member[ok], needed[arow[ok]], agree[ok]
+        if len(member) == 0:
             return
         # One verdict per member tweet and anchor id: where tweets share the anchor's id, the
         # smallest text (a Python sort, on those few rows only).
@@ -809,15 +868,15 @@ class _CheckFn(beam.DoFn):
             ends = np.r_[starts[1:], len(order)]
             pick = np.array([min(order[lo:hi].tolist(), key=lambda i: anchor_texts[arow[i]])
                              for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True)], dtype=np.int64)
-        src, k, x, arow, agree = src[pick], k[pick], x[pick], arow[pick], agree[pick]
-        m = anchor_ids[arow]
-        for q, sel in _split_by_partition(src, int(src.max()) + 1):
+        member, arow, agree = member[pick], arow[pick], agree[pick]
+        src, k, x, m = claims.src[member], claims.k[member], claims.x[member], anchor_ids[arow]
+        for q, sel in _split_by_partition(src, self._partitions):
             yield beam.pvalue.TaggedOutput(_VERDICTS, (q, _enc(k[sel], m[sel], agree[sel])))
         if self._max_samples:
             distinct = np.unique(x)
             first = distinct[np.lexsort((distinct, _sample_hash(distinct)))[: self._max_samples]]
             sampled = np.flatnonzero(np.isin(x, first))
-            for q, sel in _split_by_partition(src[sampled], int(src.max()) + 1):
+            for q, sel in _split_by_partition(src[sampled], self._partitions):
                 rows = sampled[sel]
                 texts = [anchor_texts[r] for r in arow[rows].tolist()]
                 yield beam.pvalue.TaggedOutput(_KEPT_TEXTS, (q, (_enc(k[rows], m[rows]), texts)))
@@ -999,18 +1058,32 @@ class RemoveNearDuplicates(beam.PTransform):
             | "JoinCandidates" >> beam.CoGroupByKey()
             | "Route" >> beam.ParDo(_RouteFn(parts)).with_outputs(_PENDING, _CLAIMS, _ANCHOR_TEXTS)
         )
-        checked = (
+        first = (
             {_CLAIMS: routed[_CLAIMS], _ANCHOR_TEXTS: routed[_ANCHOR_TEXTS]}
             | "JoinClaims" >> beam.CoGroupByKey()
-            | "Check"
-            >> beam.ParDo(_CheckFn(cfg, cfg.max_samples)).with_outputs(_VERDICTS, _KEPT_TEXTS, _CHECKED)
+            | "CheckSmallestAnchor"
+            >> beam.ParDo(_CheckFn(cfg, parts, cfg.max_samples, forward=True)).with_outputs(
+                _VERDICTS, _KEPT_TEXTS, _CHECKED, _CLAIMS
+            )
         )
+        second = (
+            {_CLAIMS: first[_CLAIMS], _ANCHOR_TEXTS: routed[_ANCHOR_TEXTS]}
+            | "JoinRetries" >> beam.CoGroupByKey()
+            | "CheckOtherAnchors"
+            >> beam.ParDo(_CheckFn(cfg, parts, cfg.max_samples, forward=False)).with_outputs(
+                _VERDICTS, _KEPT_TEXTS, _CHECKED
+            )
+        )
+
+        def both(tag: str) -> beam.PCollection:
+            return (first[tag], second[tag]) | f"Both{tag.title().replace('_', '')}" >> beam.Flatten()
+
         verified = (
             {
                 _PACKED: signed[_PACKED],
                 _PENDING: routed[_PENDING],
-                _VERDICTS: checked[_VERDICTS],
-                _KEPT_TEXTS: checked[_KEPT_TEXTS],
+                _VERDICTS: both(_VERDICTS),
+                _KEPT_TEXTS: both(_KEPT_TEXTS),
             }
             | "JoinVerdicts" >> beam.CoGroupByKey()
             | "Verify"
@@ -1018,7 +1091,7 @@ class RemoveNearDuplicates(beam.PTransform):
                 TAG_DROPPED, TAG_SAMPLES, _ANCHOR_IDS, main="kept"
             )
         )
-        pair_counts = checked[_CHECKED] | "SumChecked" >> beam.CombineGlobally(_sum_pairs)
+        pair_counts = both(_CHECKED) | "SumChecked" >> beam.CombineGlobally(_sum_pairs)
         stats = (
             verified[_ANCHOR_IDS]
             | "GroupAnchors" >> beam.GroupByKey()
