@@ -206,6 +206,23 @@ def test_transitivity_rule_is_local() -> None:
     assert sorted(t.id for t in kept) == [1, 2]
 
 
+def test_a_failed_smallest_anchor_sends_the_tweet_on_to_its_other_anchors() -> None:
+    """C shares a bucket with A (its smallest candidate) but is not similar to it; B, its other
+    candidate, verifies: the second round of checks finds it, in the core and in Beam alike."""
+    a = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima"
+    b = a.replace("alpha bravo", "zulu yankee")
+    c = b.replace("kilo lima", "xray whiskey")
+    config = NearDedupConfig(threshold=0.6, num_perm=256)
+    keys = band_keys(minhash_signatures([a, c], config), config.bands, config.rows)
+    assert (keys[0] == keys[1]).any()  # A is among C's candidates
+    tweets = [tweet(1, a), tweet(2, b), tweet(3, c)]
+    report = near_dedup_report(tweets, config)
+    assert {p.removed.id: p.kept.id for p in report.removed} == {2: 1, 3: 2}
+    stats = report.stats()[1]
+    assert (stats["candidate_pairs"], stats["verified_pairs"]) == (3, 2)  # B-A; C-A fails, then C-B
+    run_stage(tweets, config, report, partitions=4)
+
+
 # --- Beam ----------------------------------------------------------------------------------------
 
 

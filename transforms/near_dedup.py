@@ -22,10 +22,13 @@ manual retweets. This stage finds them in four steps:
    tweet has one band key per band; band keys are grouped (a GroupByKey over hash partitions of
    the key space, moving numpy batches, not one element per key); inside a bucket every member is
    paired only with the bucket's smallest id (a bucket of 100k copies yields 100k pairs, not
-   10**10). Pairs are joined with the tweets by id (again per partition), the bucket min's
-   signature is sent to its members, and a pair counts only once verified: the signatures agree
-   on >= threshold of their positions (the estimated Jaccard, as ``MinHash.jaccard`` computes it).
-   Nothing holds all tweets, keys or pairs in one process: each partition holds ~1/partitions.
+   10**10). Pairs are joined with the tweets' texts by id (again per partition); each member's
+   text goes to the partition of its smallest bucket min (its "anchor"), where both are signed
+   again and the pair counts only once verified: the signatures agree on >= threshold of their
+   positions (the estimated Jaccard, as ``MinHash.jaccard`` computes it). A member that fails
+   there goes on to its other anchors; the verdicts go back to the tweets, which never left their
+   own partition's shuffle. Nothing holds all tweets, keys or pairs in one process: each
+   partition holds ~1/partitions.
 4. **Clusters.** Rule: *a tweet is dropped iff it has a verified near-duplicate with a smaller
    id*; its "anchor" (the ``kept_id`` of samples and stats) is the smallest such id. This is local
    (no iteration to a fixed point), so the survivors are the same whatever the runner, worker
