@@ -20,8 +20,8 @@ child process; its wall time, CPU time (user + sys, children included) and peak 
   where they take them, one process each (``num_proc``/workers 1).
 
 Peers live in another virtualenv (``--peer-python``, default /tmp/peers/bin/python: ``python3 -m venv
-/tmp/peers && /tmp/peers/bin/pip install rensa text-dedup datatrove spacy``) so that their
-dependencies (pyspark, datasets, a newer pyarrow) never enter the project's.
+/tmp/peers && /tmp/peers/bin/pip install rensa text-dedup datatrove spacy tokenizers orjson``) so
+that their dependencies (pyspark, datasets, a newer pyarrow) never enter the project's.
 """
 
 from __future__ import annotations
