@@ -79,7 +79,9 @@ def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec) -> None:
     drops = [parsed[TAG_DROPPED], filtered[TAG_DROPPED], unique_ids[TAG_DROPPED], unique_texts[TAG_DROPPED]]
     distinct = unique_texts.tweets
     if config.near_dedup is not None:
-        near = unique_texts.tweets | "RemoveNearDuplicates" >> RemoveNearDuplicates(config.near_dedup)
+        near = unique_texts.tweets | "RemoveNearDuplicates" >> RemoveNearDuplicates(
+            config.near_dedup, partitions=config.near_dup_partitions
+        )
         distinct = near.tweets
         drops.append(near[TAG_DROPPED])
         stages, samples = near[TAG_STATS], near[TAG_SAMPLES]

@@ -35,6 +35,9 @@ class RunConfig:
     tokenizer: TokenizerSpec = field(default_factory=TokenizerSpec)
     num_shards: int | None = None
     rows_per_shard: int = 500_000
+    # How finely near dedup splits its shuffles (what one worker holds at once); never changes the
+    # output, so it is left out of the fingerprint.
+    near_dup_partitions: int = 64
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -42,8 +45,16 @@ class RunConfig:
     def fingerprint(self, tokenizer_sha256: str, version: str) -> str:
         """Identifies the run's output: same inputs, options, tokenizer and version, same value."""
         doc = {"config": self.to_dict(), "tokenizer_sha256": tokenizer_sha256, "version": version}
-        doc["config"].pop("output")
+        for execution_only in ("output", "near_dup_partitions"):
+            doc["config"].pop(execution_only)
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return number
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -118,6 +129,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default=NearDedupConfig.max_samples,
         help="removed pairs written to near_duplicates.sample.jsonl (default: %(default)s)",
     )
+    dedup.add_argument(
+        "--near-dup-partitions",
+        type=_positive_int,
+        default=RunConfig.near_dup_partitions,
+        help="hash partitions of near dedup's shuffles: one worker holds ~1/N of the tweets at once; "
+        "raise it with the input, e.g. one per million tweets (never changes the output; "
+        "default: %(default)s)",
+    )
 
     out = parser.add_argument_group("tokenizing and writing")
     out.add_argument(
@@ -126,9 +145,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="HF tokenizer.json (local or Beam path); default: the bundled tweet BPE",
     )
     out.add_argument("--eos-token", help="end-of-document token (default: detected from the vocabulary)")
-    out.add_argument("--num-shards", type=int, help="fixed number of shards (default: from --rows-per-shard)")
     out.add_argument(
-        "--rows-per-shard", type=int, default=500_000, help="target rows per shard (default: %(default)s)"
+        "--num-shards", type=_positive_int, help="fixed number of shards (default: from --rows-per-shard)"
+    )
+    out.add_argument(
+        "--rows-per-shard",
+        type=_positive_int,
+        default=RunConfig.rows_per_shard,
+        help="target rows per shard (default: %(default)s)",
     )
 
 
@@ -160,6 +184,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         tokenizer=TokenizerSpec(source=args.tokenizer, eos_token=args.eos_token),
         num_shards=args.num_shards,
         rows_per_shard=args.rows_per_shard,
+        near_dup_partitions=args.near_dup_partitions,
     )
 
 

@@ -71,9 +71,15 @@ def test_sample_run_balances_and_shards_match_manifest(sample_run):
     assert manifest.counts.dropped["retweet"] > 0
 
 
-def test_rerun_is_byte_identical(sample_run, tmp_path):
+def test_rerun_is_byte_identical(sample_run, tmp_path, capsys):
+    """Again, from the CLI, with near dedup's shuffles split otherwise: the same bytes."""
     out, manifest = sample_run
-    again = run(RunConfig(inputs=(str(SAMPLE / "*"),), output=str(tmp_path / "again"), rows_per_shard=1000))
+    args = ["run", str(SAMPLE / "*"), "--output", str(tmp_path / "again"), "--rows-per-shard", "1000"]
+    assert cli_main([*args, "--near-dup-partitions", "5"]) == 0
+    capsys.readouterr()
+    again = Manifest.from_json((tmp_path / "again" / MANIFEST_NAME).read_text())
+    assert again.config["near_dup_partitions"] == 5 and manifest.config["near_dup_partitions"] == 64
+    assert again.run_fingerprint == manifest.run_fingerprint
     assert again.counts == manifest.counts
     assert [s.sha256 for s in again.shards] == [s.sha256 for s in manifest.shards]
     for shard in manifest.shards:
