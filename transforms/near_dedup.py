@@ -487,9 +487,9 @@ def near_duplicates(tweets: list[Tweet], config: NearDedupConfig) -> tuple[list[
 # with the input (the result does not depend on it).
 
 # The tags between the steps. Tweets go from Sign to Verify (packed, one shuffle); Route and Check
-# see only ids and texts. No signature is shuffled: Check signs the few tweets that are members
-# or anchors of a pair from their texts (~8 µs each), which costs less than moving 512 bytes per
-# tweet or per pair through the shuffles (measured: every byte is copied several times on the
+# see only ids and texts. No signature is shuffled: Check signs the tweets that are members or
+# anchors of a pair again from their texts (~8 µs each), which costs less than moving 512 bytes
+# per tweet or per pair through the shuffles (measured: every byte is copied several times on the
 # FnApiRunner, and the kernel's page faults on those copies grew faster than the data).
 _TWEETS, _PACKED = "tweets", "packed"  # Sign -> Route (ids, texts); Sign -> Verify (tweets)
 _PAIRS, _ANCHORS = "pairs", "anchors"  # PairWithBucketMin -> Route: (member, anchor); anchor ids
@@ -1029,9 +1029,11 @@ class RemoveNearDuplicates(beam.PTransform):
     ``.tweets`` (kept ``Tweet`` elements), ``[TAG_DROPPED]`` (``(reason, count)``), ``["stats"]``
     (one ``("near_dedup", dict)``) and ``["samples"]`` (at most ``max_samples`` removed-pair dicts,
     the same ones on every run). ``partitions`` bounds what one worker holds in a shuffle
-    (~1/partitions of the band entries or tweets: raise it with the input); ``batch_size`` is the
-    number of tweets signed at once. Results depend on neither. Input: globally windowed tweets
-    with unique ids (``DeduplicateIds`` runs before).
+    (~1/partitions of the band entries or tweets: raise it with the input), except that one
+    bucket's entries, and the members checked against one anchor, share a partition: a cluster of
+    10M copies puts ~1.5 GB on one worker. ``batch_size`` is the number of tweets signed at once.
+    Results depend on neither. Input: globally windowed tweets with unique ids
+    (``DeduplicateIds`` runs before).
     """
 
     def __init__(self, config: NearDedupConfig | None = None, partitions: int = 64, batch_size: int = 2048):
