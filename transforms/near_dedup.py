@@ -1044,7 +1044,7 @@ class RemoveNearDuplicates(beam.PTransform):
         self._partitions, self._batch_size = partitions, batch_size
         _ = self._config.bands  # compute (and cache) the LSH parameters at construction
 
-    def expand(self, tweets: beam.PCollection) -> NearDedupOutputs:
+    def expand(self, tweets: beam.PCollection):  # -> NearDedupOutputs (Beam warns on non-PCollection hints)
         if not tweets.windowing.is_default():
             # The batching in _SignFn emits its last batch in the global window.
             raise ValueError("RemoveNearDuplicates runs on globally windowed (batch) input")

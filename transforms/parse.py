@@ -1543,7 +1543,7 @@ class ReadArchives(beam.PTransform):
         self._csv_text_column = csv_text_column
         self._batch_size = batch_size
 
-    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
+    def expand(self, pbegin: beam.pvalue.PBegin):  # -> DoOutputsTuple (Beam warns on that hint)
         matches = [
             pbegin | f"MatchFiles[{i}]" >> fileio.MatchFiles(
                 pattern, empty_match_treatment=fileio.EmptyMatchTreatment.DISALLOW)
