@@ -31,7 +31,6 @@ from tweetmill.schemas import (
 from tweetmill.schemas.shard import splitmix64
 
 EOS_TOKEN = "<|endoftext|>"
-_MASK64 = (1 << 64) - 1
 
 
 @dataclass

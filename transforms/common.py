@@ -42,6 +42,10 @@ class DropCounter:
             yield beam.pvalue.TaggedOutput(TAG_DROPPED, (reason, count))
 
 
+# A tweet's field values as one tuple, in declaration order: ``Tweet(*tweet_values(t))`` rebuilds it.
+tweet_values = operator.attrgetter(*(f.name for f in dataclasses.fields(Tweet)))
+
+
 class TweetCoder(beam.coders.Coder):
     """Encodes a ``Tweet`` as the tuple of its field values with Beam's fast primitive coder.
 
@@ -49,14 +53,11 @@ class TweetCoder(beam.coders.Coder):
     a PCollection is typed ``Tweet`` (see ``with_output_types`` in the stages).
     """
 
-    _FIELDS = tuple(f.name for f in dataclasses.fields(Tweet))
-
     def __init__(self) -> None:
         self._values = beam.coders.FastPrimitivesCoder()
-        self._get = operator.attrgetter(*self._FIELDS)
 
     def encode(self, tweet: Tweet) -> bytes:
-        return self._values.encode(self._get(tweet))
+        return self._values.encode(tweet_values(tweet))
 
     def decode(self, encoded: bytes) -> Tweet:
         return Tweet(*self._values.decode(encoded))

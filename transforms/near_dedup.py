@@ -50,7 +50,6 @@ import dataclasses
 import functools
 import logging
 import math
-import operator
 import os
 import pickle
 import re
@@ -65,7 +64,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 from tweetmill.schemas.records import DROP_NEAR_DUPLICATE, Tweet
 from tweetmill.schemas.shard import splitmix64
-from tweetmill.transforms.common import TAG_DROPPED, DropCounter
+from tweetmill.transforms.common import TAG_DROPPED, DropCounter, tweet_values
 
 __all__ = [
     "TAG_SAMPLES",
@@ -519,14 +518,11 @@ def _split_by_partition(parts: np.ndarray, partitions: int) -> Iterator[tuple[in
             yield q, order[lo:hi]
 
 
-_TWEET_VALUES = operator.attrgetter(*(f.name for f in dataclasses.fields(Tweet)))
-
-
 def _pack(tweets: list[Tweet]) -> bytes:
     """Tweets for a shuffle as one pickle of their field tuples: Beam's default coder pickles each
     tweet on its own, ~3x the bytes and ~2.5x the time, and tuples cost 40% less than the
     dataclasses (measured: 2.4 µs per tweet there and back, 127 bytes)."""
-    return pickle.dumps(list(map(_TWEET_VALUES, tweets)), protocol=pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps(list(map(tweet_values, tweets)), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _unpack(blob: bytes) -> list[Tweet]:
@@ -751,9 +747,8 @@ class _RouteFn(beam.DoFn):
         xs, ms = _unique_pairs(
             _concat([x for x, _ in pairs], np.int64), _concat([m for _, m in pairs], np.int64)
         )
-        member_rows = np.flatnonzero(np.isin(all_ids, xs))
-        is_member = np.zeros(len(all_ids), dtype=bool)
-        is_member[member_rows] = True
+        is_member = np.isin(all_ids, xs)
+        member_rows = np.flatnonzero(is_member)
         yield beam.pvalue.TaggedOutput(_PENDING, (q, ([token for token, _, _ in chunks], _enc(is_member))))
 
         anchors = _concat([_dec(c)[0] for c in grouped[_ANCHORS]], np.int64)
