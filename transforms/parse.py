@@ -791,13 +791,16 @@ _YTD_NOTES = frozenset(("note_tweet", "note_tweets"))
 class _Context:
     """Per-file state: the path, the format, the next record position."""
 
-    __slots__ = ("fmt", "path", "position", "ytd")
+    __slots__ = ("fmt", "notes", "path", "position", "ytd")
 
-    def __init__(self, path: str, fmt: str):
+    def __init__(self, path: str, fmt: str, notes: Counter | None = None):
         self.path = path
         self.fmt = fmt
         self.position = 0
         self.ytd: str | None = None  # archive dataset name, e.g. "tweets" / "deleted_tweets"
+        # Silent-looking changes made to records that were kept (e.g. invalid UTF-8 repaired), by
+        # name: reported per input file in the manifest, so nothing changes without a count.
+        self.notes: Counter = notes if notes is not None else Counter()
 
     def take(self) -> int:
         p = self.position
@@ -1379,8 +1382,8 @@ def detect_format(path: str, head: bytes) -> str:
 
 
 def _records(path: str, stream: _SafeStream, fmt: str, csv_text_column: str | None,
-             head: bytes) -> Iterator[Record]:
-    ctx = _Context(path, fmt)
+             head: bytes, notes: Counter | None) -> Iterator[Record]:
+    ctx = _Context(path, fmt, notes)
     chunks = _chunks(stream, head)
     if fmt in (FORMAT_V1, FORMAT_V2):
         records = _read_json(ctx, chunks, stream)
@@ -1412,8 +1415,11 @@ def _records(path: str, stream: _SafeStream, fmt: str, csv_text_column: str | No
 
 
 def open_records(path: str, fileobj: BinaryIO, fmt: str | None = None, *,
-                 csv_text_column: str | None = None) -> tuple[str, Iterator[Record]]:
-    """Like ``iter_records``, also returning the format used (detected unless ``fmt`` is given)."""
+                 csv_text_column: str | None = None, notes: Counter | None = None) -> tuple[str, Iterator[Record]]:
+    """Like ``iter_records``, also returning the format used (detected unless ``fmt`` is given).
+
+    ``notes``, when given, counts the changes made to kept records (see ``_Context.notes``).
+    """
     if fmt is not None and fmt not in SOURCE_FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {SOURCE_FORMATS}")
     stream = _open_decompressed(fileobj)
@@ -1424,7 +1430,7 @@ def open_records(path: str, fileobj: BinaryIO, fmt: str | None = None, *,
             break
         head += data
     used = fmt or detect_format(path, head)
-    return used, _records(path, stream, used, csv_text_column, head)
+    return used, _records(path, stream, used, csv_text_column, head, notes)
 
 
 def iter_records(path: str, fileobj: BinaryIO, fmt: str | None = None, *,
