@@ -7,25 +7,42 @@ that the write stage's finalizer turns into the manifest's accounting.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from importlib.metadata import PackageNotFoundError, version
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from tweetmill.pipeline.dataflow import check_runner_options, is_dry_run, remote_pipeline_options
+from tweetmill.pipeline.errors import UserError
 from tweetmill.pipeline.options import RunConfig
+from tweetmill.pipeline.outputs import (
+    OutputCheck,
+    OutputLock,
+    check_output,
+    quiet_filesystem_errors,
+    remove_temps,
+    run_failure,
+)
 from tweetmill.pipeline.stats import read_manifest
-from tweetmill.schemas.manifest import MANIFEST_NAME, Manifest, TokenizerInfo
+from tweetmill.schemas.manifest import Manifest, TokenizerInfo
 from tweetmill.schemas.records import Tweet
 from tweetmill.transforms.clean import CleanTweets
 from tweetmill.transforms.common import TAG_DEAD_LETTERS, TAG_DROPPED
 from tweetmill.transforms.dedup import DeduplicateIds, DeduplicateTexts
 from tweetmill.transforms.filter import DetectLanguage, FilterTweets
 from tweetmill.transforms.near_dedup import TAG_SAMPLES, TAG_STATS, RemoveNearDuplicates
-from tweetmill.transforms.parse import TAG_FILES, ReadArchives
+from tweetmill.transforms.read import TAG_FILES, ReadArchives
 from tweetmill.transforms.tokenize import TokenizeTweets, load_tokenizer
-from tweetmill.transforms.write import Finalize, OutputSpec, WriteDeadLetters, WriteShards
+from tweetmill.transforms.write import (
+    ID_CONFLICT_SAMPLE_NAME,
+    Finalize,
+    OutputSpec,
+    WriteDeadLetters,
+    WriteShards,
+    local_path,
+    temp_dirs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,16 +95,22 @@ def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec) -> None:
     unique_texts = unique_ids.tweets | "DeduplicateTexts" >> DeduplicateTexts()
     drops = [parsed[TAG_DROPPED], filtered[TAG_DROPPED], unique_ids[TAG_DROPPED], unique_texts[TAG_DROPPED]]
     distinct = unique_texts.tweets
+    # Stage stats go to the manifest's ``stages``; samples to side files beside the shards.
+    stage_stats = [unique_ids[TAG_STATS]]
+    side_samples = [
+        unique_ids[TAG_SAMPLES]
+        | "NameIdConflictSample" >> beam.Map(lambda rows: (ID_CONFLICT_SAMPLE_NAME, rows))
+    ]
     if config.near_dedup is not None:
         near = unique_texts.tweets | "RemoveNearDuplicates" >> RemoveNearDuplicates(
             config.near_dedup, partitions=config.near_dup_partitions
         )
         distinct = near.tweets
         drops.append(near[TAG_DROPPED])
-        stages, samples = near[TAG_STATS], near[TAG_SAMPLES]
-    else:
-        stages = p | "NoStageExtras" >> beam.Create([])
-        samples = p | "NoSamples" >> beam.Create([])
+        stage_stats.append(near[TAG_STATS])
+        side_samples.append(near[TAG_SAMPLES])
+    stages = stage_stats | "AllStageStats" >> beam.Flatten()
+    samples = side_samples | "AllSamples" >> beam.Flatten()
     languages = distinct | "DetectLanguage" >> DetectLanguage(config.filter)
     drops.append(languages[TAG_DROPPED])
     tokenized = languages.tweets | "Tokenize" >> TokenizeTweets(config.tokenizer)
@@ -129,30 +152,66 @@ def make_pipeline(beam_args: list[str]) -> beam.Pipeline:
     return beam.Pipeline(options=remote_pipeline_options(beam_args))
 
 
-class OutputExistsError(FileExistsError):
-    pass
+class OutputExistsError(UserError):
+    """``--output`` holds a finished run and ``--overwrite`` was not given (exit 2)."""
+
+
+def _input_problems(patterns: list[str]) -> list[str]:
+    try:
+        from tweetmill.pipeline.preflight import input_problems
+    except ModuleNotFoundError as exc:  # pipeline/preflight.py not there: inputs are checked as they are read
+        if exc.name != "tweetmill.pipeline.preflight":
+            raise
+        return []
+    return input_problems(patterns)
+
+
+def preflight(config: RunConfig, *, overwrite: bool) -> OutputCheck:
+    """Every problem with the inputs and the output, raised as one ``UserError`` (one line each)
+    before the tokenizer, the job graph or the output are touched."""
+    check = check_output(config.output, overwrite=overwrite)
+    problems = [*_input_problems(list(config.inputs)), *check.problems]
+    if problems:
+        raise (OutputExistsError if check.finished_run else UserError)(*problems)
+    return check
 
 
 def run(config: RunConfig, beam_args: list[str] | None = None, *, overwrite: bool = False) -> Manifest | None:
     """Run the pipeline to completion and return the manifest it published.
 
     With ``--dry_run`` (Dataflow) the job graph is built, translated and staged but not submitted,
-    and nothing is read or written: the result is None.
+    and nothing is read or written (nor checked): the result is None.
+
+    A run that fails publishes nothing and leaves no temporary directory; one that broke on the
+    filesystem (disk full, permissions) raises a one-line ``RunFailedError``, anything else its own
+    traceback. A local output is locked for the run (``pipeline/outputs.py``); a successful run also
+    removes the ``_tmp-*`` directories that crashed runs left in it.
     """
     beam_args = list(beam_args or [])
     options = PipelineOptions(beam_args)
     check_runner_options(config, options)  # a clear error before the output, tokenizer or graph are touched
-    manifest_path = FileSystems.join(config.output, MANIFEST_NAME)
-    if not is_dry_run(options) and FileSystems.exists(manifest_path) and not overwrite:
-        raise OutputExistsError(
-            f"{config.output} already holds a finished run; pass --overwrite to replace it"
-        )
-    spec = output_spec(config)
-    p = make_pipeline(beam_args)
-    build(p, config, spec)
-    result = p.run()
-    result.wait_until_finish()
-    if is_dry_run(options):
-        log.info("dry run: the job graph was translated; nothing was submitted")
-        return None
-    return read_manifest(config.output)
+    dry_run = is_dry_run(options)
+    check = OutputCheck() if dry_run else preflight(config, overwrite=overwrite)
+    local = not dry_run and local_path(config.output) is not None
+    with OutputLock(config.output, tweetmill_version()) if local else contextlib.nullcontext():
+        spec = output_spec(config)
+        p = make_pipeline(beam_args)
+        build(p, config, spec)
+        try:
+            with quiet_filesystem_errors():
+                p.run().wait_until_finish()
+        except Exception as exc:
+            if not dry_run:
+                remove_temps([spec.temp_dir], "this run failed")
+            failure = run_failure(exc, config.output)
+            if failure is None:
+                raise
+            raise failure from exc
+        if dry_run:
+            log.info("dry run: the job graph was translated; nothing was submitted")
+            return None
+        # Under the lock every other temporary directory is a crashed run's; on an object store only
+        # those --overwrite allowed before the run are removed (one that appeared since may be live).
+        stale = temp_dirs(config.output) if local else check.stale_temps
+        remove_temps([t.path for t in stale], "left by a run that did not finish")
+        return read_manifest(config.output)

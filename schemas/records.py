@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from dataclasses import dataclass, field
 
 # Source formats a record can come from (``Tweet.source_format``).
@@ -24,18 +25,21 @@ UNDETERMINED_LANGUAGE = "und"
 # Largest tweet id a derived id may take: real Twitter ids are < 2**63, so derived ids live in the
 # same int64 space and order deterministically beside real ones.
 _INT63 = (1 << 63) - 1
+_PATH_SEPARATORS = re.compile(r"[/\\!]")  # folders, and ``container!member``
+_COMPRESSED_SUFFIX = re.compile(r"\.(?:gz|gzip|bz2|xz|zst|zstd)$", re.IGNORECASE)
 
 
 def derived_tweet_id(source_file: str, position: int, text: str) -> int:
     """A deterministic id for a record that has none (plain text, id-less CSV rows).
 
-    Derived from the file's *name* (not its directory), the record's position and its text, so the
-    same archive gives the same ids, hence the same dedup survivors and shards, whether it is read
-    from a laptop or from ``gs://``. Records of same-named files in different folders differ in text
+    Derived from the file's *name* (not its directory, its container or its compression suffix), the
+    record's position and its text, so the same archive gives the same ids, hence the same dedup
+    survivors and shards, whether it is read from a laptop or from ``gs://``, packed in a zip or a
+    tar (``a.zip!data/notes.txt``) or compressed (``notes.txt.gz``). Records of same-named files in different folders differ in text
     or position; where both are equal the two are the same record of two copies of one file, and the
     second is dropped as a duplicate id.
     """
-    name = source_file.replace("\\", "/").rsplit("/", 1)[-1]
+    name = _COMPRESSED_SUFFIX.sub("", _PATH_SEPARATORS.split(source_file)[-1])
     key = f"{name}\x00{position}\x00{text}".encode("utf-8", "surrogatepass")
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") & _INT63
 
@@ -113,6 +117,7 @@ DROP_COMPLIANCE_EVENT = "compliance_event"  # v2 compliance events (delete, with
 DROP_API_ERROR = "api_error"  # v2 ``errors`` entries (inaccessible tweets, media, users)
 DROP_NO_TEXT = "no_text"  # a tweet object without any text (withheld, media-only)
 DROP_DELETED_BY_AUTHOR = "deleted_by_author"  # account archives' deleted-tweets.js: honour the deletion
+DROP_NOTE_MERGED = "note_tweet_merged"  # an archive's long post, merged into its truncated tweets.js entry
 DROP_RETWEET = "retweet"
 DROP_EMPTY = "empty_after_cleaning"
 DROP_TOO_SHORT = "too_short"

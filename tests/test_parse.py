@@ -35,13 +35,13 @@ from tweetmill.schemas.records import (
 from tweetmill.transforms import parse
 from tweetmill.transforms.common import TAG_DEAD_LETTERS, TAG_DROPPED
 from tweetmill.transforms.parse import (
-    ReadArchives,
     apply_display_text_range,
     detect_format,
     iter_records,
     open_records,
     parse_created_at,
 )
+from tweetmill.transforms.read import ReadArchives
 
 # ---------------------------------------------------------------------------------------------------
 # helpers

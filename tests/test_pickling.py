@@ -69,7 +69,7 @@ def test_every_transform_and_function_of_the_pipeline_pickles(library):
                   "Tokenize", "WriteShards", "WriteDeadLetters", "Finalize"):
         assert stage in labels
     own_fns = {type(obj).__name__ for _, obj in items if type(obj).__module__.startswith("tweetmill.")}
-    assert {"_ParseFilesFn", "_TokenizeFn", "_WriteShardFn", "_FinalizeFn"} <= own_fns
+    assert {"_ParseUnitsFn", "_TokenizeFn", "_WriteShardFn", "_FinalizeFn"} <= own_fns
 
     failures = []
     for label, obj in items:

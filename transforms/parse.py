@@ -20,27 +20,18 @@ the records read before the break.
 
 from __future__ import annotations
 
-import bz2
 import calendar
 import codecs
 import csv
-import gzip
-import io
 import itertools
 import json
 import logging
-import lzma
 import re
-import zlib
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any, BinaryIO
 
-import apache_beam as beam
-from apache_beam.io import fileio
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.metrics import Metrics
 from tweetmill.schemas.records import (
     DROP_API_ERROR,
     DROP_COMPLIANCE_EVENT,
@@ -59,12 +50,13 @@ from tweetmill.schemas.records import (
     Tweet,
     derived_tweet_id,
 )
-from tweetmill.transforms.common import (
-    METRICS_NAMESPACE,
-    TAG_DEAD_LETTERS,
-    TAG_DROPPED,
-    DropCounter,
-    TweetCoder,
+from tweetmill.transforms.containers import (
+    COMPRESSIONS,
+    STREAM_ERRORS,
+    Replay,
+    decompress_head,
+    open_decompressor,
+    sniff,
 )
 
 try:  # orjson decodes v1 JSON lines ~2x faster than the stdlib (measured); the stdlib is the fallback.
@@ -322,36 +314,6 @@ def _has_text(text: str | None) -> bool:
 # ---------------------------------------------------------------------------------------------------
 
 
-class _PrefixedReader(io.RawIOBase):
-    """A stream that first replays bytes already read (for sniffing), then reads on."""
-
-    def __init__(self, prefix: bytes, stream: BinaryIO):
-        super().__init__()
-        self._prefix = prefix
-        self._stream = stream
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        if self._prefix:
-            if size is None or size < 0 or size >= len(self._prefix):
-                out, self._prefix = self._prefix, b""
-                if size is None or size < 0:
-                    return out + self._stream.read()
-                return out
-            out, self._prefix = self._prefix[:size], self._prefix[size:]
-            return out
-        return self._stream.read(size)
-
-    read1 = read
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-
 class _SafeStream:
     """Decompressed input that ends cleanly where the compressed stream breaks, remembering why.
 
@@ -376,7 +338,7 @@ class _SafeStream:
         except EOFError as e:
             self.error = (REASON_TRUNCATED_STREAM, f"{self.compression} stream ended early: {e}")
             return b""
-        except (OSError, zlib.error, lzma.LZMAError, ValueError) as e:
+        except STREAM_ERRORS as e:
             self.error = (REASON_CORRUPT_STREAM, f"{self.compression or 'file'} stream is corrupt: {e}")
             return b""
         self.offset += len(data)
@@ -386,13 +348,10 @@ class _SafeStream:
 def _open_decompressed(fileobj: BinaryIO) -> _SafeStream:
     """Wrap ``fileobj`` in a decompressor chosen by magic bytes (not by the file name, which can lie)."""
     magic = fileobj.read(6) or b""
-    raw = _PrefixedReader(magic, fileobj)
-    if magic[:2] == b"\x1f\x8b":
-        return _SafeStream(gzip.GzipFile(fileobj=raw, mode="rb"), "gzip")
-    if magic[:3] == b"BZh":
-        return _SafeStream(bz2.BZ2File(raw, mode="rb"), "bz2")
-    if magic[:6] == b"\xfd7zXZ\x00":
-        return _SafeStream(lzma.LZMAFile(raw, mode="rb"), "xz")
+    raw = Replay(magic, fileobj)
+    kind = sniff(magic)
+    if kind in COMPRESSIONS:
+        return _SafeStream(open_decompressor(kind, raw), kind)
     return _SafeStream(raw, None)
 
 
@@ -791,13 +750,14 @@ _YTD_NOTES = frozenset(("note_tweet", "note_tweets"))
 class _Context:
     """Per-file state: the path, the format, the next record position."""
 
-    __slots__ = ("fmt", "notes", "path", "position", "ytd")
+    __slots__ = ("fmt", "keep_deleted", "notes", "path", "position", "ytd")
 
     def __init__(self, path: str, fmt: str, notes: Counter | None = None):
         self.path = path
         self.fmt = fmt
         self.position = 0
         self.ytd: str | None = None  # archive dataset name, e.g. "tweets" / "deleted_tweets"
+        self.keep_deleted = False  # keep deleted-tweets.js entries as tweets (asked for by the user)
         # Silent-looking changes made to records that were kept (e.g. invalid UTF-8 repaired), by
         # name: reported per input file in the manifest, so nothing changes without a count.
         self.notes: Counter = notes if notes is not None else Counter()
@@ -998,10 +958,14 @@ class _JsonRecords:
             isinstance(obj.get("id"), str) or any(k in obj for k in _V2_TWEET_KEYS)
         ):
             return self._build.v2(obj, {}, {})
-        if self._ctx.ytd in _YTD_DELETED or "deleted_at" in obj:
+        if self._deleted(obj):
             self._ctx.take()
             return DROP_DELETED_BY_AUTHOR
         return self._build.v1(obj, self._tweet_fmt)
+
+    def _deleted(self, obj: dict) -> bool:
+        """A tweet its author deleted: dropped, unless the user asked for deleted tweets."""
+        return not self._ctx.keep_deleted and (self._ctx.ytd in _YTD_DELETED or "deleted_at" in obj)
 
     def _v2_response(self, obj: dict) -> Iterator[Record]:
         ctx = self._ctx
@@ -1035,7 +999,7 @@ class _JsonRecords:
                 yield DROP_API_ERROR
 
     def _archive_entry(self, tweet: dict) -> Iterator[Record]:
-        if self._ctx.ytd in _YTD_DELETED or "deleted_at" in tweet:
+        if self._deleted(tweet):
             self._ctx.take()
             yield DROP_DELETED_BY_AUTHOR
         elif "full_text" in tweet or "text" in tweet:
@@ -1318,7 +1282,7 @@ class _CsvReader:
 # Format detection and the public core API
 # ---------------------------------------------------------------------------------------------------
 
-_COMPRESSION_SUFFIXES = (".gz", ".gzip", ".bz2", ".xz")
+_COMPRESSION_SUFFIXES = (".gz", ".gzip", ".bz2", ".xz", ".zst", ".zstd")
 _JSON_KEY = re.compile(rb'"([A-Za-z_]\w*)"\s*:')
 _V2_MARKERS = frozenset((b"edit_history_tweet_ids", b"author_id", b"conversation_id", b"referenced_tweets",
                          b"__twarc", b"matching_rules", b"includes", b"public_metrics", b"reply_settings",
@@ -1330,16 +1294,7 @@ _ARCHIVE_ARRAY = re.compile(rb'\[\s*\{\s*"(?:tweet|noteTweet)"\s*:')
 
 def _decompress_head(head: bytes) -> bytes:
     """Best-effort decompression of the first bytes of a compressed file, for sniffing only."""
-    try:
-        if head[:2] == b"\x1f\x8b":
-            return zlib.decompressobj(wbits=31).decompress(head, HEAD_BYTES)
-        if head[:3] == b"BZh":
-            return bz2.BZ2Decompressor().decompress(head, HEAD_BYTES)
-        if head[:6] == b"\xfd7zXZ\x00":
-            return lzma.LZMADecompressor().decompress(head, HEAD_BYTES)
-    except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError):
-        return b""
-    return head
+    return decompress_head(head, HEAD_BYTES)
 
 
 def detect_format(path: str, head: bytes) -> str:
@@ -1382,8 +1337,9 @@ def detect_format(path: str, head: bytes) -> str:
 
 
 def _records(path: str, stream: _SafeStream, fmt: str, csv_text_column: str | None,
-             head: bytes, notes: Counter | None) -> Iterator[Record]:
+             head: bytes, notes: Counter | None, keep_deleted: bool = False) -> Iterator[Record]:
     ctx = _Context(path, fmt, notes)
+    ctx.keep_deleted = keep_deleted
     chunks = _chunks(stream, head)
     if fmt in (FORMAT_V1, FORMAT_V2):
         records = _read_json(ctx, chunks, stream)
@@ -1414,11 +1370,12 @@ def _records(path: str, stream: _SafeStream, fmt: str, csv_text_column: str | No
         yield held
 
 
-def open_records(path: str, fileobj: BinaryIO, fmt: str | None = None, *,
-                 csv_text_column: str | None = None, notes: Counter | None = None) -> tuple[str, Iterator[Record]]:
+def open_records(path: str, fileobj: BinaryIO, fmt: str | None = None, *, csv_text_column: str | None = None,
+                 notes: Counter | None = None, keep_deleted: bool = False) -> tuple[str, Iterator[Record]]:
     """Like ``iter_records``, also returning the format used (detected unless ``fmt`` is given).
 
-    ``notes``, when given, counts the changes made to kept records (see ``_Context.notes``).
+    ``notes``, when given, counts the changes made to kept records (see ``_Context.notes``);
+    ``keep_deleted`` keeps the tweets of an archive's ``deleted-tweets.js`` instead of dropping them.
     """
     if fmt is not None and fmt not in SOURCE_FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {SOURCE_FORMATS}")
@@ -1430,7 +1387,7 @@ def open_records(path: str, fileobj: BinaryIO, fmt: str | None = None, *,
             break
         head += data
     used = fmt or detect_format(path, head)
-    return used, _records(path, stream, used, csv_text_column, head, notes)
+    return used, _records(path, stream, used, csv_text_column, head, notes, keep_deleted)
 
 
 def iter_records(path: str, fileobj: BinaryIO, fmt: str | None = None, *,
@@ -1441,134 +1398,3 @@ def iter_records(path: str, fileobj: BinaryIO, fmt: str | None = None, *,
     ``fmt`` forces a format (default: ``detect_format``); ``csv_text_column`` names the CSV text column.
     """
     return open_records(path, fileobj, fmt, csv_text_column=csv_text_column)[1]
-
-
-# ---------------------------------------------------------------------------------------------------
-# Beam
-# ---------------------------------------------------------------------------------------------------
-
-_KIND_TWEETS = 0
-_KIND_DROPS = 1
-_KIND_DEAD = 2
-_KIND_FILE = 3
-
-TAG_FILES = "files"  # one summary per input file: where its records went
-
-# Tweet batches cross the Reshuffle as bytes: the payload is mixed (tweets, counts, dead letters),
-# so Beam would pickle every Tweet; this coder is ~3x cheaper.
-_BATCH_CODER = beam.coders.ListCoder(TweetCoder())
-
-
-class _ParseFilesFn(beam.DoFn):
-    """Parses one matched file into batches of tweets, drop counts and dead letters (tagged by kind)."""
-
-    def __init__(self, fmt: str | None, csv_text_column: str | None, batch_size: int):
-        self._fmt = fmt
-        self._csv_text_column = csv_text_column
-        self._batch_size = batch_size
-        self._read: dict[str, Any] = {}
-
-    def setup(self) -> None:
-        self._read = {f: Metrics.counter(METRICS_NAMESPACE, f"parse_records_read_{f}")
-                      for f in SOURCE_FORMATS}
-        self._files = Metrics.counter(METRICS_NAMESPACE, "parse_files_read")
-
-    def process(self, readable: fileio.ReadableFile) -> Iterator[tuple[int, Any]]:
-        path = readable.metadata.path
-        batch: list[Tweet] = []
-        drops: Counter = Counter()
-        n = dead = tweets = 0
-        # UNCOMPRESSED: decompression (by magic bytes) and truncation handling are ours.
-        with readable.open(compression_type=CompressionTypes.UNCOMPRESSED) as f:
-            fmt, records = open_records(path, f, self._fmt, csv_text_column=self._csv_text_column)
-            for record in records:
-                n += 1
-                if type(record) is Tweet:
-                    tweets += 1
-                    batch.append(record)
-                    if len(batch) >= self._batch_size:
-                        yield _KIND_TWEETS, _BATCH_CODER.encode(batch)
-                        batch = []
-                elif type(record) is str:
-                    drops[record] += 1
-                else:
-                    dead += 1
-                    yield _KIND_DEAD, record
-        if batch:
-            yield _KIND_TWEETS, _BATCH_CODER.encode(batch)
-        if drops:
-            yield _KIND_DROPS, drops
-        yield _KIND_FILE, {"file": path, "format": fmt, "records": n, "tweets": tweets,
-                           "dropped": dict(sorted(drops.items())), "errors": dead}
-        self._read[fmt].inc(n)
-        self._files.inc()
-        logger.info("parsed %s (%s): %d records, %d dropped, %d dead letters", path, fmt, n,
-                    sum(drops.values()), dead)
-
-
-class _RouteFn(beam.DoFn):
-    """Splits parsed output into the stage's tagged outputs (after the Reshuffle spread it out)."""
-
-    def setup(self) -> None:
-        self._drops = DropCounter("parse")
-
-    def process(self, item: tuple[int, Any]) -> Iterator[Any]:
-        kind, payload = item
-        if kind == _KIND_TWEETS:
-            yield _BATCH_CODER.decode(payload)
-        elif kind == _KIND_DROPS:
-            yield from self._drops.emit(payload)
-        elif kind == _KIND_FILE:
-            yield beam.pvalue.TaggedOutput(TAG_FILES, payload)
-        else:
-            yield beam.pvalue.TaggedOutput(TAG_DEAD_LETTERS, payload)
-
-
-class ReadArchives(beam.PTransform):
-    """Files matching ``patterns`` -> batches of ``Tweet`` (main), drop counts, dead letters.
-
-    Apply to a pipeline: ``p | ReadArchives([...])``. Returns the ``DoOutputsTuple`` of the final
-    ParDo: main ``'tweets'`` = lists of up to ``batch_size`` tweets; ``TAG_DROPPED`` = ``(reason, n)``;
-    ``TAG_DEAD_LETTERS`` = ``DeadLetter``; ``TAG_FILES`` = one summary dict per file (format, records,
-    tweets, dropped by reason, errors). A pattern that matches no file fails the pipeline.
-    """
-
-    def __init__(self, patterns: list[str], fmt: str | None = None, csv_text_column: str | None = None,
-                 batch_size: int = 1000):
-        super().__init__()
-        if isinstance(patterns, str):
-            patterns = [patterns]
-        if not patterns:
-            raise ValueError("ReadArchives needs at least one file pattern")
-        if fmt is not None and fmt not in SOURCE_FORMATS:
-            raise ValueError(f"unknown format {fmt!r}; expected one of {SOURCE_FORMATS}")
-        if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
-        self._patterns = list(patterns)
-        self._fmt = fmt
-        self._csv_text_column = csv_text_column
-        self._batch_size = batch_size
-
-    def expand(self, pbegin: beam.pvalue.PBegin):  # -> DoOutputsTuple (Beam warns on that hint)
-        matches = [
-            pbegin | f"MatchFiles[{i}]" >> fileio.MatchFiles(
-                pattern, empty_match_treatment=fileio.EmptyMatchTreatment.DISALLOW)
-            for i, pattern in enumerate(self._patterns)
-        ]
-        files = (
-            tuple(matches)
-            | "FlattenMatches" >> beam.Flatten()
-            # Matching yields all files in one bundle: spread them so files parse on many workers.
-            | "ReshuffleFiles" >> beam.Reshuffle()
-            | "ReadMatches" >> fileio.ReadMatches(compression=CompressionTypes.UNCOMPRESSED)
-        )
-        return (
-            files
-            | "ParseFiles" >> beam.ParDo(_ParseFilesFn(self._fmt, self._csv_text_column, self._batch_size))
-            # One file parses on one worker: spread its batches so downstream stages run wide.
-            | "ReshuffleParsed" >> beam.Reshuffle()
-            | "RouteOutputs"
-            >> beam.ParDo(_RouteFn())
-            .with_output_types(list[Tweet])
-            .with_outputs(TAG_DROPPED, TAG_DEAD_LETTERS, TAG_FILES, main="tweets")
-        )

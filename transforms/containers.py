@@ -1,0 +1,438 @@
+"""Compression and containers of the inputs, decided by their bytes, never by their names.
+
+An input file is plain bytes, one compressed stream (gzip, bzip2, xz, zstd), or a container of files
+(zip, tar), itself possibly compressed (``.tar.gz``) or nested (a tar of ``.json.bz2`` minutes, a zip
+of ``.js``). Each file inside is an input of its own, named ``container!member``.
+
+Work is split where the format allows it: ``list_units`` lists the members of a zip (its central
+directory) or of an uncompressed tar (its headers, seeking over the data), and every member becomes a
+``Unit`` that any worker can open on its own by seeking to its bytes. So a 50 GB stream-grab tar is
+parsed by every worker. A compressed tar can only be read from its start: it is one unit, expanded in
+order by the worker that reads it (``expand``).
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import logging
+import lzma
+import re
+import struct
+import tarfile
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+try:  # zstd is in the stdlib only from Python 3.14
+    import zstandard
+except ImportError:  # pragma: no cover - a declared dependency
+    zstandard = None
+
+logger = logging.getLogger(__name__)
+
+GZIP, BZIP2, XZ, ZSTD, ZIP, TAR, RAW = "gzip", "bz2", "xz", "zstd", "zip", "tar", "raw"
+COMPRESSIONS = (GZIP, BZIP2, XZ, ZSTD)
+
+SNIFF_BYTES = 64 << 10  # what is looked at (after decompression) to tell a container from a file
+SPOOL_BYTES = 64 << 20  # a nested zip is copied to memory up to this size, to disk beyond
+MAX_DEPTH = 4  # containers inside containers deeper than this are an error, not a zip bomb
+
+# Errors of broken compressed or container data: the input is truncated or corrupt.
+STREAM_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, EOFError, zlib.error, lzma.LZMAError, ValueError, zipfile.BadZipFile, tarfile.TarError,
+) + ((zstandard.ZstdError,) if zstandard is not None else ())
+
+REASON_CORRUPT_CONTAINER = "corrupt_container"
+REASON_ENCRYPTED_MEMBER = "encrypted_member"
+REASON_TOO_DEEP = "containers_nested_too_deep"
+
+SKIP_HIDDEN = "hidden file"
+SKIP_ARCHIVE_VIEWER = "account archive: viewer or media file, not tweet data"
+
+
+def sniff(head: bytes) -> str:
+    """What the bytes are: a compression, a container, or ``RAW`` (anything else)."""
+    if head[:2] == b"\x1f\x8b":
+        return GZIP
+    if head[:3] == b"BZh" and b"1" <= head[3:4] <= b"9":
+        return BZIP2
+    if head[:6] == b"\xfd7zXZ\x00":
+        return XZ
+    if head[:4] == b"\x28\xb5\x2f\xfd":
+        return ZSTD
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):  # a zip, or an empty zip
+        return ZIP
+    if head[257:262] == b"ustar":  # POSIX ("ustar\0") and GNU ("ustar  ") tar headers
+        return TAR
+    return RAW
+
+
+def decompress_head(head: bytes, limit: int = SNIFF_BYTES) -> bytes:
+    """The first bytes of ``head`` decompressed as far as they go (for sniffing only); raw if plain."""
+    kind = sniff(head)
+    try:
+        if kind == GZIP:
+            return zlib.decompressobj(wbits=31).decompress(head, limit)
+        if kind == BZIP2:
+            return bz2.BZ2Decompressor().decompress(head, limit)
+        if kind == XZ:
+            return lzma.LZMADecompressor().decompress(head, limit)
+        if kind == ZSTD and zstandard is not None:
+            return zstandard.ZstdDecompressor().decompressobj().decompress(head)[:limit]
+    except STREAM_ERRORS:
+        return b""
+    return head
+
+
+def open_decompressor(kind: str, raw: BinaryIO) -> Any:
+    """A decompressing reader (with ``read1``) over ``raw`` for compression ``kind``."""
+    if kind == GZIP:
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if kind == BZIP2:
+        return bz2.BZ2File(raw, mode="rb")
+    if kind == XZ:
+        return lzma.LZMAFile(raw, mode="rb")
+    if kind == ZSTD:
+        if zstandard is None:  # pragma: no cover
+            raise OSError("zstd input needs the zstandard package: pip install zstandard")
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+    raise ValueError(f"not a compression: {kind}")
+
+
+class Replay(io.RawIOBase):
+    """A stream that first replays bytes already read (for sniffing), then reads on."""
+
+    def __init__(self, prefix: bytes, stream: BinaryIO):
+        super().__init__()
+        self._prefix = prefix
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self._prefix:
+            if size is None or size < 0 or size >= len(self._prefix):
+                out, self._prefix = self._prefix, b""
+                if size is None or size < 0:
+                    return out + self._stream.read()
+                return out
+            out, self._prefix = self._prefix[:size], self._prefix[size:]
+            return out
+        return self._stream.read(size)
+
+    read1 = read
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def read_head(stream: BinaryIO, size: int) -> bytes:
+    """Up to ``size`` bytes (streams may return less per read)."""
+    parts, got = [], 0
+    while got < size:
+        data = stream.read(size - got)
+        if not data:
+            break
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts)
+
+
+class _Bounded(io.RawIOBase):
+    """The ``size`` bytes of a tar member, read from its container positioned at their start."""
+
+    def __init__(self, stream: BinaryIO, size: int):
+        super().__init__()
+        self._stream = stream
+        self._left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        n = self._left if size is None or size < 0 else min(size, self._left)
+        data = self._stream.read(n)
+        self._left -= len(data)
+        return data
+
+    read1 = read
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._stream.close()
+        super().close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Units of work
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Locator:
+    """Where a member's bytes are inside its container file, so a worker can seek straight to them."""
+
+    member: str  # the name inside the container
+    kind: str  # ZIP or TAR
+    offset: int  # tar: the first data byte; zip: the member's local header
+    size: int  # tar: data bytes; zip: compressed bytes
+    zip_meta: tuple[int, ...] = ()  # zip: compress_type, file_size, flag_bits, CRC
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One piece of parse work: a whole input file, or one member of a container."""
+
+    path: str  # the input file as matched (any Beam path)
+    locator: Locator | None = None  # None: the whole file
+    # Members of the same folder an account archive's tweets need (account.js, note-tweet.js, tweets).
+    siblings: tuple[Locator, ...] = ()
+    skip: str = ""  # not opened: reported as skipped for this reason
+    error: tuple[str, str, int | None] | None = None  # (reason, detail, byte offset): a dead letter
+
+    @property
+    def name(self) -> str:
+        return f"{self.path}!{self.locator.member}" if self.locator else self.path
+
+
+def _hidden(member: str) -> bool:
+    return any(part.startswith(".") or part == "__MACOSX" for part in member.split("/") if part)
+
+
+_ARCHIVE_MARKERS = ("manifest.js", "account.js")
+# Files of an account archive's data folder that a tweets file may need.
+ARCHIVE_SIBLING = re.compile(r"(?:account|note-tweet(?:-part\d+)?|tweets?(?:-part\d+)?)\.js", re.IGNORECASE)
+
+
+def _folder(member: str) -> str:
+    return member.rsplit("/", 1)[0] if "/" in member else ""
+
+
+def _base(member: str) -> str:
+    return member.rsplit("/", 1)[-1]
+
+
+def _units_of_members(path: str, locators: list[Locator]) -> Iterator[Unit]:
+    """Units for a container's file members, with the account-archive layout rules.
+
+    Twitter's archive download holds a ``data/`` folder (``manifest.js``, ``account.js``,
+    ``tweets.js``...) beside an HTML viewer and media: in such an archive only ``data/*.js`` files
+    are opened (by content they are tweets, or datasets that are skipped); the rest is skipped.
+    """
+    data_dirs = {_folder(loc.member) for loc in locators if _base(loc.member).lower() in _ARCHIVE_MARKERS}
+    roots = {_folder(d) for d in data_dirs}
+    by_folder: dict[str, list[Locator]] = {}
+    for loc in locators:
+        if ARCHIVE_SIBLING.fullmatch(_base(loc.member)):
+            by_folder.setdefault(_folder(loc.member), []).append(loc)
+    for loc in locators:
+        folder = _folder(loc.member)
+        if _hidden(loc.member):
+            yield Unit(path, loc, skip=SKIP_HIDDEN)
+        elif folder in data_dirs and loc.member.lower().endswith(".js"):
+            siblings = tuple(s for s in by_folder.get(folder, ()) if s.member != loc.member)
+            yield Unit(path, loc, siblings=siblings)
+        elif any(folder == r or folder.startswith(r + "/") or r == "" for r in roots):
+            yield Unit(path, loc, skip=SKIP_ARCHIVE_VIEWER)
+        else:
+            yield Unit(path, loc)
+
+
+def list_units(path: str, fileobj: BinaryIO) -> Iterator[Unit]:
+    """The units of one input file: its members when it is a zip or an uncompressed tar, else itself.
+
+    ``fileobj`` must be seekable (Beam's local and GCS readers are). A container that breaks part-way
+    lists the members before the break, then one unit carrying the error.
+    """
+    head = read_head(fileobj, 512)
+    kind = sniff(head)
+    if kind not in (ZIP, TAR):
+        yield Unit(path)
+        return
+    fileobj.seek(0)
+    locators: list[Locator] = []
+    error = None
+    try:
+        if kind == ZIP:
+            locators = list(_zip_locators(fileobj))
+        else:
+            for loc in _tar_locators(fileobj):
+                locators.append(loc)
+    except STREAM_ERRORS as e:
+        reason = "truncated_stream" if isinstance(e, EOFError) or "unexpected end" in str(e) else (
+            REASON_CORRUPT_CONTAINER)
+        error = (reason, f"{kind} container breaks after {len(locators)} members: {e}", None)
+    yield from _units_of_members(path, locators)
+    if error is not None:
+        yield Unit(path, error=error)
+
+
+def _zip_locators(fileobj: BinaryIO) -> Iterator[Locator]:
+    with zipfile.ZipFile(fileobj) as zf:
+        for info in zf.infolist():
+            if info.is_dir():
+                continue
+            yield Locator(info.filename, ZIP, info.header_offset, info.compress_size,
+                          (info.compress_type, info.file_size, info.flag_bits, info.CRC))
+
+
+def _tar_locators(fileobj: BinaryIO) -> Iterator[Locator]:
+    with tarfile.open(fileobj=fileobj, mode="r:") as tf:
+        while True:
+            info = tf.next()
+            if info is None:
+                return
+            if info.isreg() and not info.issparse():
+                yield Locator(info.name, TAR, info.offset_data, info.size)
+
+
+def open_member(container: BinaryIO, loc: Locator) -> BinaryIO:
+    """The raw bytes of one member of ``container`` (seekable), read from its own offset."""
+    if loc.kind == TAR:
+        container.seek(loc.offset)
+        return _Bounded(container, loc.size)
+    compress_type, file_size, flag_bits, crc = loc.zip_meta
+    if flag_bits & 0x1:
+        raise zipfile.BadZipFile(f"{loc.member} is encrypted")
+    container.seek(loc.offset)
+    header = read_head(container, zipfile.sizeFileHeader)
+    fields = struct.unpack(zipfile.structFileHeader, header)
+    if fields[zipfile._FH_SIGNATURE] != zipfile.stringFileHeader:
+        raise zipfile.BadZipFile(f"bad local header for {loc.member}")
+    container.seek(loc.offset + zipfile.sizeFileHeader + fields[zipfile._FH_FILENAME_LENGTH]
+                   + fields[zipfile._FH_EXTRA_FIELD_LENGTH])
+    info = zipfile.ZipInfo(loc.member)
+    info.compress_type, info.compress_size, info.file_size = compress_type, loc.size, file_size
+    info.flag_bits, info.CRC = flag_bits, crc
+    return zipfile.ZipExtFile(container, "rb", info, None, True)  # checks the CRC at the end
+
+
+# ---------------------------------------------------------------------------------------------------
+# Expanding a byte stream into the files to parse
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Leaf:
+    """A file to parse (``stream`` holds its raw, maybe compressed bytes), or why there is none."""
+
+    name: str
+    stream: BinaryIO | None = None
+    skip: str = ""
+    error: tuple[str, str, int | None] | None = None
+
+
+def expand(name: str, raw: BinaryIO, depth: int = 0) -> Iterator[Leaf]:
+    """The files in ``raw``: itself, or recursively the members of the (compressed) container it is.
+
+    Members of a container found here are read in order by this worker: used for compressed tars
+    and for containers inside container members.
+    """
+    head = read_head(raw, SNIFF_BYTES)
+    replay = Replay(head, raw)
+    kind = sniff(head)
+    inner = kind
+    if kind in COMPRESSIONS:
+        inner = sniff(decompress_head(head))
+        if inner not in (ZIP, TAR):
+            yield Leaf(name, replay)  # a compressed file: the parser decompresses it (and sees truncation)
+            return
+    if inner not in (ZIP, TAR):
+        yield Leaf(name, replay)
+        return
+    if depth >= MAX_DEPTH:
+        yield Leaf(name, error=(REASON_TOO_DEEP, f"more than {MAX_DEPTH} nested containers", 0))
+        return
+    stream: Any = open_decompressor(kind, replay) if kind in COMPRESSIONS else replay
+    if inner == TAR:
+        yield from _expand_tar(name, stream, depth)
+    else:
+        yield from _expand_zip(name, stream, depth)
+
+
+def _expand_tar(name: str, stream: Any, depth: int) -> Iterator[Leaf]:
+    count = 0
+    try:
+        with tarfile.open(fileobj=stream, mode="r|") as tf:
+            for info in tf:
+                if not info.isreg():
+                    continue
+                count += 1
+                member = f"{name}!{info.name}"
+                if _hidden(info.name):
+                    yield Leaf(member, skip=SKIP_HIDDEN)
+                    continue
+                yield from expand(member, tf.extractfile(info), depth + 1)
+    except STREAM_ERRORS as e:
+        reason = "truncated_stream" if isinstance(e, EOFError) or "unexpected end" in str(e) else (
+            REASON_CORRUPT_CONTAINER)
+        yield Leaf(name, error=(reason, f"tar stream breaks after {count} members: {e}", None))
+
+
+def _expand_zip(name: str, stream: Any, depth: int) -> Iterator[Leaf]:
+    """A zip needs random access: one that is not seekable here is spooled first."""
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+        try:
+            while True:
+                data = stream.read(1 << 20)
+                if not data:
+                    break
+                spool.write(data)
+            spool.seek(0)
+            locators = list(_zip_locators(spool))
+        except STREAM_ERRORS as e:
+            yield Leaf(name, error=(REASON_CORRUPT_CONTAINER, f"zip: {e}", None))
+            return
+        for unit in _units_of_members(name, locators):
+            if unit.skip:
+                yield Leaf(unit.name, skip=unit.skip)
+                continue
+            try:
+                member = open_member(spool, unit.locator)
+            except STREAM_ERRORS as e:
+                yield Leaf(unit.name, error=_member_error(e))
+                continue
+            yield from expand(unit.name, member, depth + 1)
+
+
+def _member_error(e: BaseException) -> tuple[str, str, int | None]:
+    if "encrypted" in str(e):
+        return REASON_ENCRYPTED_MEMBER, str(e), 0
+    return REASON_CORRUPT_CONTAINER, str(e), 0
+
+
+def leaves(unit: Unit, open_file: Callable[[str], BinaryIO]) -> Iterator[Leaf]:
+    """The files a unit holds, opened with ``open_file`` (a Beam path -> seekable binary stream)."""
+    if unit.skip:
+        yield Leaf(unit.name, skip=unit.skip)
+        return
+    if unit.error is not None:
+        yield Leaf(unit.name, error=unit.error)
+        return
+    f = open_file(unit.path)
+    try:
+        if unit.locator is None:
+            yield from expand(unit.name, f)
+            return
+        try:
+            member = open_member(f, unit.locator)
+        except STREAM_ERRORS as e:
+            yield Leaf(unit.name, error=_member_error(e))
+            return
+        yield from expand(unit.name, member, 1)
+    finally:
+        f.close()
