@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from tweetmill.schemas.records import Tweet
-from tweetmill.transforms.containers import SNIFF_BYTES, Replay, decompress_head, read_head
+from tweetmill.transforms.containers import SNIFF_BYTES, Replay, peek
 from tweetmill.transforms.parse import iter_records
 
 YTD_PREFIX = re.compile(rb"\s*(?:\xef\xbb\xbf)?\s*window\.YTD\.(\w+)\.part\d+\s*=", re.IGNORECASE)
@@ -43,8 +43,8 @@ SKIP_DELETED = "account archive: deleted tweets (read them with --include-delete
 
 
 def ytd_dataset(head: bytes) -> str | None:
-    """The archive dataset a file holds (``tweets``, ``like``...), from its first bytes; None if none."""
-    m = YTD_PREFIX.match(decompress_head(head))
+    """The archive dataset a file holds (``tweets``, ``like``...), from its first (decoded) bytes."""
+    m = YTD_PREFIX.match(head)
     return m.group(1).decode("ascii").lower() if m else None
 
 
@@ -124,7 +124,7 @@ Opener = Callable[[], BinaryIO]
 def read_account_id(open_file: Opener) -> int | None:
     """``accountId`` of an ``account.js`` (a few hundred bytes), None when it is not one."""
     with open_file() as f:
-        data = decompress_head(read_head(f, SNIFF_BYTES))
+        data = peek(f, SNIFF_BYTES)[1]
     m = YTD_PREFIX.match(data)
     if m is None or m.group(1).lower() != b"account":
         return None
@@ -167,8 +167,8 @@ def merged_notes(notes: list[Tweet], siblings: Iterable[tuple[str, Opener]]) -> 
         base = name.rsplit("!", 1)[-1].rsplit("/", 1)[-1].lower()
         if base.startswith("tweet"):
             with open_file() as f:
-                head = read_head(f, SNIFF_BYTES)
-                if ytd_dataset(head) not in TWEET_DATASETS:
+                head, decoded = peek(f)
+                if ytd_dataset(decoded) not in TWEET_DATASETS:
                     continue
                 for record in iter_records(name, Replay(head, f)):
                     if type(record) is Tweet and window[0] <= (record.created_at_ms or -1) <= window[1]:

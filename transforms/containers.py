@@ -36,6 +36,7 @@ except ImportError:  # pragma: no cover - a declared dependency
 logger = logging.getLogger(__name__)
 
 GZIP, BZIP2, XZ, ZSTD, ZIP, TAR, RAW = "gzip", "bz2", "xz", "zstd", "zip", "tar", "raw"
+FILE = "file"
 COMPRESSIONS = (GZIP, BZIP2, XZ, ZSTD)
 
 SNIFF_BYTES = 64 << 10  # what is looked at (after decompression) to tell a container from a file
@@ -87,6 +88,23 @@ def decompress_head(head: bytes, limit: int = SNIFF_BYTES) -> bytes:
     except STREAM_ERRORS:
         return b""
     return head
+
+
+_PEEK_LIMIT = 4 << 20  # a zstd block can be 128 KiB: a compressed head may need this much to decode
+
+
+def peek(raw: BinaryIO, want: int = 512) -> tuple[bytes, bytes]:
+    """The first raw bytes of ``raw`` and what they decode to: at least ``want`` bytes where the
+    stream has them (compressed blocks decode only whole, so more raw bytes may be read)."""
+    head = read_head(raw, SNIFF_BYTES)
+    decoded = decompress_head(head)
+    while sniff(head) in COMPRESSIONS and len(decoded) < want and len(head) < _PEEK_LIMIT:
+        more = read_head(raw, len(head))
+        if not more:
+            break
+        head += more
+        decoded = decompress_head(head)
+    return head, decoded
 
 
 def open_decompressor(kind: str, raw: BinaryIO) -> Any:
@@ -186,8 +204,8 @@ class _Bounded(io.RawIOBase):
 class Locator:
     """Where a member's bytes are inside its container file, so a worker can seek straight to them."""
 
-    member: str  # the name inside the container
-    kind: str  # ZIP or TAR
+    member: str  # the name inside the container; for FILE, the file's own path
+    kind: str  # ZIP, TAR, or FILE (a file of a folder, beside the one being read)
     offset: int  # tar: the first data byte; zip: the member's local header
     size: int  # tar: data bytes; zip: compressed bytes
     zip_meta: tuple[int, ...] = ()  # zip: compress_type, file_size, flag_bits, CRC
@@ -203,6 +221,7 @@ class Unit:
     siblings: tuple[Locator, ...] = ()
     skip: str = ""  # not opened: reported as skipped for this reason
     error: tuple[str, str, int | None] | None = None  # (reason, detail, byte offset): a dead letter
+    in_archive: bool = False  # in an account archive's data folder (see ``plan_files``)
 
     @property
     def name(self) -> str:
@@ -226,30 +245,47 @@ def _base(member: str) -> str:
     return member.rsplit("/", 1)[-1]
 
 
-def _units_of_members(path: str, locators: list[Locator]) -> Iterator[Unit]:
-    """Units for a container's file members, with the account-archive layout rules.
+@dataclass(frozen=True)
+class Planned:
+    """What the layout of a container or folder says of one of its files."""
 
-    Twitter's archive download holds a ``data/`` folder (``manifest.js``, ``account.js``,
-    ``tweets.js``...) beside an HTML viewer and media: in such an archive only ``data/*.js`` files
-    are opened (by content they are tweets, or datasets that are skipped); the rest is skipped.
+    name: str  # relative to the container or folder
+    skip: str = ""
+    siblings: tuple[str, ...] = ()  # names of the account-archive files its tweets may need
+    in_archive: bool = False  # in an account archive's data folder: only datasets are read
+
+
+def plan_files(names: list[str]) -> Iterator[Planned]:
+    """Apply the layout rules to the file names of one container or folder.
+
+    Hidden files are skipped. Twitter's archive download holds a ``data/`` folder (``manifest.js``,
+    ``account.js``, ``tweets.js``...) beside an HTML viewer and media: in such an archive only the
+    ``data/*.js`` files are opened (by content they are tweets, or datasets that are skipped), the
+    rest is skipped.
     """
-    data_dirs = {_folder(loc.member) for loc in locators if _base(loc.member).lower() in _ARCHIVE_MARKERS}
+    data_dirs = {_folder(n) for n in names if _base(n).lower() in _ARCHIVE_MARKERS and not _hidden(n)}
     roots = {_folder(d) for d in data_dirs}
-    by_folder: dict[str, list[Locator]] = {}
-    for loc in locators:
-        if ARCHIVE_SIBLING.fullmatch(_base(loc.member)):
-            by_folder.setdefault(_folder(loc.member), []).append(loc)
-    for loc in locators:
-        folder = _folder(loc.member)
-        if _hidden(loc.member):
-            yield Unit(path, loc, skip=SKIP_HIDDEN)
-        elif folder in data_dirs and loc.member.lower().endswith(".js"):
-            siblings = tuple(s for s in by_folder.get(folder, ()) if s.member != loc.member)
-            yield Unit(path, loc, siblings=siblings)
-        elif any(folder == r or folder.startswith(r + "/") or r == "" for r in roots):
-            yield Unit(path, loc, skip=SKIP_ARCHIVE_VIEWER)
+    by_folder: dict[str, list[str]] = {}
+    for n in names:
+        if ARCHIVE_SIBLING.fullmatch(_base(n)):
+            by_folder.setdefault(_folder(n), []).append(n)
+    for n in names:
+        folder = _folder(n)
+        if _hidden(n):
+            yield Planned(n, skip=SKIP_HIDDEN)
+        elif folder in data_dirs and n.lower().endswith(".js"):
+            yield Planned(n, siblings=tuple(s for s in by_folder.get(folder, ()) if s != n), in_archive=True)
+        elif any(r == "" or folder == r or folder.startswith(r + "/") for r in roots):
+            yield Planned(n, skip=SKIP_ARCHIVE_VIEWER)
         else:
-            yield Unit(path, loc)
+            yield Planned(n)
+
+
+def _units_of_members(path: str, locators: list[Locator]) -> Iterator[Unit]:
+    by_name = {loc.member: loc for loc in locators}
+    for planned in plan_files([loc.member for loc in locators]):
+        yield Unit(path, by_name[planned.name], tuple(by_name[s] for s in planned.siblings), planned.skip,
+                   in_archive=planned.in_archive)
 
 
 def list_units(path: str, fileobj: BinaryIO) -> Iterator[Unit]:
@@ -334,6 +370,7 @@ class Leaf:
     stream: BinaryIO | None = None
     skip: str = ""
     error: tuple[str, str, int | None] | None = None
+    in_archive: bool = False
 
 
 def expand(name: str, raw: BinaryIO, depth: int = 0) -> Iterator[Leaf]:
@@ -342,12 +379,12 @@ def expand(name: str, raw: BinaryIO, depth: int = 0) -> Iterator[Leaf]:
     Members of a container found here are read in order by this worker: used for compressed tars
     and for containers inside container members.
     """
-    head = read_head(raw, SNIFF_BYTES)
+    head, decoded = peek(raw)
     replay = Replay(head, raw)
     kind = sniff(head)
     inner = kind
     if kind in COMPRESSIONS:
-        inner = sniff(decompress_head(head))
+        inner = sniff(decoded)
         if inner not in (ZIP, TAR):
             yield Leaf(name, replay)  # a compressed file: the parser decompresses it (and sees truncation)
             return
@@ -406,7 +443,9 @@ def _expand_zip(name: str, stream: Any, depth: int) -> Iterator[Leaf]:
             except STREAM_ERRORS as e:
                 yield Leaf(unit.name, error=_member_error(e))
                 continue
-            yield from expand(unit.name, member, depth + 1)
+            for leaf in expand(unit.name, member, depth + 1):
+                leaf.in_archive = leaf.in_archive or (unit.in_archive and leaf.name == unit.name)
+                yield leaf
 
 
 def _member_error(e: BaseException) -> tuple[str, str, int | None]:
@@ -426,13 +465,15 @@ def leaves(unit: Unit, open_file: Callable[[str], BinaryIO]) -> Iterator[Leaf]:
     f = open_file(unit.path)
     try:
         if unit.locator is None:
-            yield from expand(unit.name, f)
-            return
-        try:
-            member = open_member(f, unit.locator)
-        except STREAM_ERRORS as e:
-            yield Leaf(unit.name, error=_member_error(e))
-            return
-        yield from expand(unit.name, member, 1)
+            member, depth = f, 0
+        else:
+            try:
+                member, depth = open_member(f, unit.locator), 1
+            except STREAM_ERRORS as e:
+                yield Leaf(unit.name, error=_member_error(e))
+                return
+        for leaf in expand(unit.name, member, depth):
+            leaf.in_archive = unit.in_archive and leaf.name == unit.name
+            yield leaf
     finally:
         f.close()

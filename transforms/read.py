@@ -11,8 +11,10 @@ that is skipped (another archive dataset, a hidden file, the archive's viewer) g
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import apache_beam as beam
@@ -31,14 +33,15 @@ from tweetmill.transforms.common import (
 )
 from tweetmill.transforms.containers import (
     ARCHIVE_SIBLING,
-    SNIFF_BYTES,
-    Leaf,
+    FILE,
+    Locator,
     Replay,
     Unit,
     leaves,
     list_units,
     open_member,
-    read_head,
+    peek,
+    plan_files,
 )
 from tweetmill.transforms.parse import open_records
 
@@ -61,10 +64,26 @@ def open_input(path: str) -> BinaryIO:
     return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
-def is_hidden_below(path: str, directory: str) -> bool:
-    """Whether a file found under ``directory`` is hidden there (a dot-name file or folder)."""
-    rest = path[len(directory):] if path.startswith(directory) else path.rsplit("/", 1)[-1]
-    return any(part.startswith(".") for part in rest.replace("\\", "/").split("/") if part)
+SKIP_NOT_A_DATASET = "account archive: not a dataset file"
+
+
+def directory_units(directory: str) -> Iterator[Unit]:
+    """The units of a folder, read recursively: hidden files and folders are left out, the
+    account-archive layout rules apply as in a zip, and each file may itself be a container."""
+    base = directory.rstrip("/") + "/"
+    found = FileSystems.match([FileSystems.join(directory, "**")])[0].metadata_list
+    paths = {m.path[len(base):]: m.path for m in found if not m.path.endswith("/")}
+    names = sorted(n for n in paths if not any(part.startswith(".") for part in n.split("/")))
+    for planned in plan_files(names):
+        path = paths[planned.name]
+        if planned.skip:
+            yield Unit(path, skip=planned.skip)
+        elif planned.in_archive:
+            siblings = tuple(Locator(paths[s], FILE, 0, -1) for s in planned.siblings)
+            yield Unit(path, siblings=siblings, in_archive=True)
+        else:
+            with open_input(path) as f:
+                yield from list_units(path, f)
 
 
 def directory_of(pattern: str) -> str | None:
@@ -73,8 +92,6 @@ def directory_of(pattern: str) -> str | None:
         return None
     fs = FileSystems.get_filesystem(pattern)
     if fs.has_dirs():
-        import os
-
         return pattern if os.path.isdir(pattern) else None
     return pattern if pattern.endswith("/") else None
 
@@ -98,23 +115,88 @@ class _ListUnitsFn(beam.DoFn):
         self._files = Metrics.counter(METRICS_NAMESPACE, "parse_files_read")
         self._members = Metrics.counter(METRICS_NAMESPACE, "parse_container_members")
 
-    def process(self, path: str) -> Iterator[Unit]:
-        self._files.inc()
-        with open_input(path) as f:
-            for unit in list_units(path, f):
-                if unit.locator is not None:
-                    self._members.inc()
-                yield unit
+    def process(self, item: tuple[str, str]) -> Iterator[Unit]:
+        kind, path = item
+        if kind == _DIRECTORY:
+            units = directory_units(path)
+        else:
+            f = open_input(path)
+            units = _closing(list_units(path, f), f)
+        for unit in units:
+            self._files.inc(unit.locator is None)
+            self._members.inc(unit.locator is not None)
+            yield unit
+
+
+def _closing(items: Iterator[Unit], f: BinaryIO) -> Iterator[Unit]:
+    try:
+        yield from items
+    finally:
+        f.close()
+
+
+@dataclass
+class ParsedFile:
+    """One file of an input (the input itself, or a member): its records, or why it has none."""
+
+    name: str
+    fmt: str | None = None
+    records: Iterable[Any] = ()  # Tweet | drop reason | DeadLetter, each input record once
+    notes: Counter = field(default_factory=Counter)  # changes made to kept records, by name
+    skipped: str = ""
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    fmt: str | None = None  # force a format (default: detected per file)
+    csv_text_column: str | None = None
+    include_deleted: bool = False  # read an account archive's deleted tweets
+
+
+def parse_unit(unit: Unit, options: ReadOptions = ReadOptions()) -> Iterator[ParsedFile]:
+    """The pure core of the stage: the files of one unit, each with its records (consume in order)."""
+    for leaf in leaves(unit, open_input):
+        if leaf.skip:
+            yield ParsedFile(leaf.name, skipped=leaf.skip)
+            continue
+        if leaf.error is not None:
+            reason, detail, offset = leaf.error
+            yield ParsedFile(leaf.name, records=[DeadLetter(leaf.name, 0, reason, detail, None, offset, "")])
+            continue
+        head, decoded = peek(leaf.stream)
+        stream = Replay(head, leaf.stream)
+        dataset = archive.ytd_dataset(decoded) if options.fmt is None else None
+        skip = archive.skip_reason(dataset, options.include_deleted)
+        if leaf.in_archive and dataset is None:
+            skip = SKIP_NOT_A_DATASET
+        if skip:
+            yield ParsedFile(leaf.name, skipped=skip)
+            continue
+        notes: Counter = Counter()
+        fmt, records = open_records(leaf.name, stream, options.fmt, csv_text_column=options.csv_text_column,
+                                    notes=notes, keep_deleted=options.include_deleted)
+        if dataset in archive.TWEET_DATASETS:
+            folder = archive.load_folder(_siblings(unit, leaf), dataset)
+            records = (folder.complete(r, notes) if type(r) is Tweet else r for r in records)
+        elif dataset in archive.NOTE_DATASETS:
+            records = _merge_notes(list(records), _siblings(unit, leaf))
+        yield ParsedFile(leaf.name, fmt, records, notes)
+
+
+def read_path(path: str, options: ReadOptions = ReadOptions()) -> Iterator[ParsedFile]:
+    """Every file of one input path, in order, in this process (tests, tools; Beam spreads the units)."""
+    with open_input(path) as f:
+        units = list(list_units(path, f))
+    for unit in units:
+        yield from parse_unit(unit, options)
 
 
 class _ParseUnitsFn(beam.DoFn):
     """Parses one unit into batches of tweets, drop counts, dead letters and file summaries."""
 
-    def __init__(self, fmt: str | None, csv_text_column: str | None, batch_size: int, include_deleted: bool):
-        self._fmt = fmt
-        self._csv_text_column = csv_text_column
+    def __init__(self, options: ReadOptions, batch_size: int):
+        self._options = options
         self._batch_size = batch_size
-        self._include_deleted = include_deleted
 
     def setup(self) -> None:
         self._read = {f: Metrics.counter(METRICS_NAMESPACE, f"parse_records_read_{f}")
@@ -122,42 +204,18 @@ class _ParseUnitsFn(beam.DoFn):
         self._skipped = Metrics.counter(METRICS_NAMESPACE, "parse_files_skipped")
 
     def process(self, unit: Unit) -> Iterator[tuple[int, Any]]:
-        for leaf in leaves(unit, open_input):
-            yield from self._leaf(unit, leaf)
+        for parsed in parse_unit(unit, self._options):
+            if parsed.skipped:
+                self._skipped.inc()
+                yield _KIND_FILE, summary(parsed.name, None, skipped=parsed.skipped)
+            else:
+                yield from self._emit(parsed)
 
-    def _leaf(self, unit: Unit, leaf: Leaf) -> Iterator[tuple[int, Any]]:
-        if leaf.skip:
-            self._skipped.inc()
-            yield _KIND_FILE, summary(leaf.name, None, skipped=leaf.skip)
-            return
-        if leaf.error is not None:
-            reason, detail, offset = leaf.error
-            yield _KIND_DEAD, DeadLetter(leaf.name, 0, reason, detail, None, offset, "")
-            yield _KIND_FILE, summary(leaf.name, None, records=1, errors=1)
-            return
-        head = read_head(leaf.stream, SNIFF_BYTES)
-        stream = Replay(head, leaf.stream)
-        dataset = archive.ytd_dataset(head) if self._fmt is None else None
-        skip = archive.skip_reason(dataset, self._include_deleted)
-        if skip:
-            self._skipped.inc()
-            yield _KIND_FILE, summary(leaf.name, None, skipped=skip)
-            return
-        notes: Counter = Counter()
-        fmt, records = open_records(leaf.name, stream, self._fmt, csv_text_column=self._csv_text_column,
-                                    notes=notes, keep_deleted=self._include_deleted)
-        if dataset in archive.TWEET_DATASETS:
-            folder = archive.load_folder(_siblings(unit, leaf), dataset)
-            records = (folder.complete(r, notes) if type(r) is Tweet else r for r in records)
-        elif dataset in archive.NOTE_DATASETS:
-            records = _merge_notes(list(records), _siblings(unit, leaf))
-        yield from self._emit(leaf.name, fmt, records, notes)
-
-    def _emit(self, name: str, fmt: str, records: Any, notes: Counter) -> Iterator[tuple[int, Any]]:
+    def _emit(self, parsed: ParsedFile) -> Iterator[tuple[int, Any]]:
         batch: list[Tweet] = []
         drops: Counter = Counter()
         n = dead = tweets = 0
-        for record in records:
+        for record in parsed.records:
             n += 1
             if type(record) is Tweet:
                 tweets += 1
@@ -174,9 +232,10 @@ class _ParseUnitsFn(beam.DoFn):
             yield _KIND_TWEETS, _BATCH_CODER.encode(batch)
         if drops:
             yield _KIND_DROPS, drops
-        yield _KIND_FILE, summary(name, fmt, n, tweets, drops, dead, notes=notes)
-        self._read[fmt].inc(n)
-        logger.info("parsed %s (%s): %d records, %d dropped, %d dead letters", name, fmt, n,
+        yield _KIND_FILE, summary(parsed.name, parsed.fmt, n, tweets, drops, dead, notes=parsed.notes)
+        if parsed.fmt is not None:
+            self._read[parsed.fmt].inc(n)
+        logger.info("parsed %s (%s): %d records, %d dropped, %d dead letters", parsed.name, parsed.fmt, n,
                     sum(drops.values()), dead)
 
 
@@ -188,13 +247,16 @@ def _merge_notes(records: list, siblings: list) -> Iterator[Any]:
         yield DROP_NOTE_MERGED if type(r) is Tweet and r.id in taken else r
 
 
-def _siblings(unit: Unit, leaf: Leaf) -> list[tuple[str, archive.Opener]]:
+def _siblings(unit: Unit, leaf: Any) -> list[tuple[str, archive.Opener]]:
     """The account-archive files beside ``leaf``: in its container, or in its folder on disk."""
     if leaf.name != unit.name:  # inside a compressed or nested container: read alone
         return []
-    if unit.locator is not None:
-        return [(f"{unit.path}!{loc.member}", lambda loc=loc: open_member(open_input(unit.path), loc))
+    if unit.siblings:
+        return [(loc.member, lambda loc=loc: open_input(loc.member)) if loc.kind == FILE else
+                (f"{unit.path}!{loc.member}", lambda loc=loc: open_member(open_input(unit.path), loc))
                 for loc in unit.siblings]
+    if unit.locator is not None:
+        return []
     folder = unit.path.rsplit("/", 1)[0]
     found = FileSystems.match([FileSystems.join(folder, "*.js")])[0].metadata_list
     return [(m.path, lambda p=m.path: open_input(p)) for m in sorted(found, key=lambda m: m.path)
@@ -219,34 +281,32 @@ class _RouteFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(TAG_DEAD_LETTERS, payload)
 
 
+_DIRECTORY, _FILE = "directory", "file"
+_DISALLOW = fileio.EmptyMatchTreatment.DISALLOW
+
+
 class _MatchInputs(beam.PTransform):
-    """Patterns -> the paths of the files they name; a directory is read recursively, hidden skipped."""
+    """Patterns -> ``(kind, path)``: each file a glob matches, and each directory given (listed later)."""
 
     def __init__(self, patterns: list[str]):
         super().__init__()
         self._patterns = patterns
 
     def expand(self, pbegin):
-        matched = []
-        for i, pattern in enumerate(self._patterns):
-            directory = directory_of(pattern)
-            if directory is None:
-                files = pbegin | f"MatchFiles[{i}]" >> fileio.MatchFiles(
-                    pattern, empty_match_treatment=fileio.EmptyMatchTreatment.DISALLOW)
-            else:
-                files = (
-                    pbegin
-                    | f"MatchDirectory[{i}]" >> fileio.MatchFiles(
-                        FileSystems.join(directory, "**"),
-                        empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW,
-                    )
-                    | f"SkipHidden[{i}]" >> beam.Filter(lambda m, d=directory: not is_hidden_below(m.path, d))
-                )
-            matched.append(files | f"Paths[{i}]" >> beam.Map(lambda m: m.path).with_output_types(str))
+        directories = [p for p in self._patterns if directory_of(p) is not None]
+        matched = [
+            pbegin
+            | f"MatchFiles[{i}]" >> fileio.MatchFiles(pattern, empty_match_treatment=_DISALLOW)
+            | f"Paths[{i}]" >> beam.Map(lambda m: (_FILE, m.path)).with_output_types(tuple[str, str])
+            for i, pattern in enumerate(self._patterns)
+            if pattern not in directories
+        ]
+        if directories:
+            matched.append(pbegin | "Directories" >> beam.Create([(_DIRECTORY, d) for d in directories]))
         return (
             tuple(matched)
             | "FlattenMatches" >> beam.Flatten()
-            | "NotFolders" >> beam.Filter(lambda path: not path.endswith("/"))  # object-store placeholders
+            | "NotFolders" >> beam.Filter(lambda item: not item[1].endswith("/") or item[0] == _DIRECTORY)
         )
 
 
@@ -272,7 +332,7 @@ class ReadArchives(beam.PTransform):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self._patterns = list(patterns)
-        self._parse = _ParseUnitsFn(fmt, csv_text_column, batch_size, include_deleted)
+        self._parse = _ParseUnitsFn(ReadOptions(fmt, csv_text_column, include_deleted), batch_size)
 
     def expand(self, pbegin: beam.pvalue.PBegin):  # -> DoOutputsTuple (Beam warns on that hint)
         return (
