@@ -12,6 +12,7 @@ import logging
 from importlib.metadata import PackageNotFoundError, version
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems  # noqa: F401 (tests patch build.FileSystems)
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from tweetmill.pipeline.dataflow import check_runner_options, is_dry_run, remote_pipeline_options
 from tweetmill.pipeline.errors import UserError

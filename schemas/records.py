@@ -29,17 +29,23 @@ _PATH_SEPARATORS = re.compile(r"[/\\!]")  # folders, and ``container!member``
 _COMPRESSED_SUFFIX = re.compile(r"\.(?:gz|gzip|bz2|xz|zst|zstd)$", re.IGNORECASE)
 
 
+def source_file_name(source_file: str) -> str:
+    """A source file's name without its folder, container or compression suffix: what stays the same
+    however an archive is stored (``gs://b/x/a.zip!data/notes.txt.gz`` and ``/tmp/notes.txt``)."""
+    return _COMPRESSED_SUFFIX.sub("", _PATH_SEPARATORS.split(source_file)[-1])
+
+
 def derived_tweet_id(source_file: str, position: int, text: str) -> int:
     """A deterministic id for a record that has none (plain text, id-less CSV rows).
 
     Derived from the file's *name* (not its directory, its container or its compression suffix), the
     record's position and its text, so the same archive gives the same ids, hence the same dedup
     survivors and shards, whether it is read from a laptop or from ``gs://``, packed in a zip or a
-    tar (``a.zip!data/notes.txt``) or compressed (``notes.txt.gz``). Records of same-named files in different folders differ in text
-    or position; where both are equal the two are the same record of two copies of one file, and the
-    second is dropped as a duplicate id.
+    tar (``a.zip!data/notes.txt``) or compressed (``notes.txt.gz``). Records of same-named files in
+    different folders differ in text or position; where both are equal the two are the same record of
+    two copies of one file, and the second is dropped as a duplicate id.
     """
-    name = _COMPRESSED_SUFFIX.sub("", _PATH_SEPARATORS.split(source_file)[-1])
+    name = source_file_name(source_file)
     key = f"{name}\x00{position}\x00{text}".encode("utf-8", "surrogatepass")
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") & _INT63
 

@@ -205,7 +205,8 @@ EXPECTED_FILES = {
     "v2/twarc-csv/tweets_compliance.jsonl": (2, 0, {"compliance_event": 2}, 0),
     "v2/tweepy_cassettes_v2.jsonl": (338, 338, {}, 0),
     "archive/milahu-twitter-milahu104/tweets.js": (2045, 2045, {}, 0),
-    "archive/milahu-twitter-milahu104/deleted-tweets.js": (47, 0, {"deleted_by_author": 47}, 0),
+    # read only on request (--include-deleted-tweets): skipped, with the reason in its manifest entry
+    "archive/milahu-twitter-milahu104/deleted-tweets.js": (0, 0, {}, 0),
     "archive/milahu-twitter-milahu104/community-tweet.js": (3, 3, {}, 0),
     "archive/milahu-twitter-milahu104/note-tweet.js": (0, 0, {}, 0),
     "csv/legacy-archive-NiciDieNase_tweets.csv": (1357, 1357, {}, 0),
@@ -247,6 +248,8 @@ def test_every_shared_file_is_read_and_accounted_for(corpus_run):
         ), name
     for name, got in files.items():
         assert got["records"] == got["tweets"] + sum(got["dropped"].values()) + got["errors"], name
+    skipped = [n for n, f in files.items() if f.get("skipped")]
+    assert skipped == ["archive/milahu-twitter-milahu104/deleted-tweets.js"]
     grailbird = [f for n, f in files.items() if "grailbird" in n]
     assert len(grailbird) == 45 and sum(f["tweets"] for f in grailbird) == 1357
     assert all(f["format"] == "grailbird" for f in grailbird)

@@ -3,6 +3,12 @@
 Each is a ``CombinePerKey`` that keeps one deterministic survivor per key and counts the rest, so
 the result is the same whatever the runner, worker count or input order, and the runner can
 pre-combine before the shuffle (far less data moves than with a GroupByKey).
+
+Copies of one id are not always the same record: an edited tweet, a truncated v1 text beside the
+full one, an export that re-encoded or flattened the text. The id stage keeps the most complete
+copy by content alone (``id_survivor_order``), so the same archives give the same rows however they
+are packed or stored, and reports such *conflicts*: counts in the manifest's ``stages["id_dedup"]``
+and a bounded sample of kept/other text pairs (written as ``id_conflicts.sample.jsonl``).
 """
 
 from __future__ import annotations
@@ -10,13 +16,22 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 import apache_beam as beam
-from tweetmill.schemas.records import DROP_DUPLICATE_ID, DROP_EXACT_DUPLICATE, Tweet
-from tweetmill.transforms.common import TAG_DROPPED, DropCounter, TweetCoder
+from apache_beam.metrics import Metrics
+from tweetmill.schemas.records import DROP_DUPLICATE_ID, DROP_EXACT_DUPLICATE, Tweet, source_file_name
+from tweetmill.schemas.shard import splitmix64
+from tweetmill.transforms.common import METRICS_NAMESPACE, TAG_DROPPED, DropCounter, TweetCoder
+
+TAG_STATS = "stats"  # the same tags as near dedup's, so the pipeline routes both alike
+TAG_SAMPLES = "samples"
+ID_STAGE = "id_dedup"  # key of the id stage's stats in the manifest's ``stages``
+MAX_CONFLICT_SAMPLES = 100
 
 _WHITESPACE = re.compile(r"\s+")
+_MASK64 = (1 << 64) - 1
 
 
 def normalized_text_key(text: str) -> bytes:
@@ -28,14 +43,61 @@ def normalized_text_key(text: str) -> bytes:
     return hashlib.blake2b(norm.encode("utf-8"), digest_size=16).digest()
 
 
+def _none_last(value, empty):
+    return (value is None, empty if value is None else value)
+
+
 def id_survivor_order(tweet: Tweet) -> tuple:
-    """Among copies of one tweet id: the first file, then the first position."""
-    return (tweet.source_file, tweet.position)
+    """Among copies of one tweet id, the smallest tuple survives. By content first, so the same
+    archives keep the same row whether read zipped or extracted, locally or from ``gs://``:
+
+    1. a real id before a derived one (a record that carried its id is the original);
+    2. the longest text (a truncated copy loses to the full one);
+    3. the text itself, lexicographically (two equally long but different texts: a total order);
+    4. a known ``created_at`` (the earliest), a known author, a known Twitter ``lang``;
+    5. the source format, the retweet/reply/quote/display-range flags, then the fields later stages
+       fill (language, tokens; unset at dedup time) so that every field takes part;
+    6. only when all of the above are equal, i.e. the copies are the same row but for their origin:
+       the source file's *name* (not its folder, container or compression suffix: see
+       ``source_file_name``), the position, then the full path.
+    """
+    return (
+        tweet.id_derived,
+        -len(tweet.text),
+        tweet.text,
+        _none_last(tweet.created_at_ms, 0),
+        _none_last(tweet.author_id, 0),
+        _none_last(tweet.twitter_lang, ""),
+        tweet.source_format,
+        tweet.is_retweet,
+        tweet.is_reply,
+        tweet.is_quote,
+        tweet.display_range_applied,
+        tweet.lang,
+        tweet.lang_score,
+        tweet.token_bytes,
+        source_file_name(tweet.source_file),
+        tweet.position,
+        tweet.source_file,
+    )
 
 
 def text_survivor_order(tweet: Tweet) -> tuple:
     """Among tweets with one text: the smallest id (the earliest tweet), ties by origin."""
     return (tweet.id, tweet.source_file, tweet.position)
+
+
+def same_text(a: Tweet, b: Tweet) -> bool:
+    """Whether two copies of one id agree on their text; if not, the id is a *conflict*.
+
+    The cleaned texts are compared as they are, case and punctuation included (an edit or a
+    re-encoding is a conflict), except that whitespace runs count as one space: cleaning already
+    collapsed spaces, and what is left (a line break that a CSV export flattened to a space) is
+    layout, not a different tweet. The survivor is still chosen on the exact text.
+    """
+    if a.text == b.text:
+        return True
+    return _WHITESPACE.sub(" ", a.text).strip() == _WHITESPACE.sub(" ", b.text).strip()
 
 
 class KeepFirst(beam.CombineFn):
@@ -68,6 +130,94 @@ class KeepFirst(beam.CombineFn):
         return beam.coders.TupleCoder([beam.coders.NullableCoder(TweetCoder()), beam.coders.VarIntCoder()])
 
 
+# --- same-id groups: survivor, one differing copy, count ------------------------------------------
+
+# A group of copies of one id, in constant space however hot the id: ``(best, other, count)`` where
+# ``best`` is the smallest copy by ``id_survivor_order`` and ``other`` the smallest copy whose text
+# differs from best's (``same_text``), or None. Merging keeps both exact: the overall ``other`` is
+# the smallest of the parts' bests and others that differ from the overall best (a part whose best
+# has best's text holds its smallest differing copy as its ``other``).
+IdGroup = tuple  # (Tweet | None, Tweet | None, int)
+
+
+def _smallest_differing(candidates: Iterable[Tweet | None], best: Tweet) -> Tweet | None:
+    differing = [t for t in candidates if t is not None and not same_text(t, best)]
+    return min(differing, key=id_survivor_order) if differing else None
+
+
+def add_to_group(group: IdGroup, tweet: Tweet) -> IdGroup:
+    best, other, n = group
+    if best is None:
+        return (tweet, None, n + 1)
+    if id_survivor_order(tweet) < id_survivor_order(best):
+        return (tweet, _smallest_differing((best, other), tweet), n + 1)
+    if (other is None or id_survivor_order(tweet) < id_survivor_order(other)) and not same_text(tweet, best):
+        other = tweet
+    return (best, other, n + 1)
+
+
+def merge_groups(groups: Iterable[IdGroup]) -> IdGroup:
+    groups = list(groups)
+    total = sum(n for _, _, n in groups)
+    bests = [b for b, _, _ in groups if b is not None]
+    if not bests:
+        return (None, None, total)
+    best = min(bests, key=id_survivor_order)
+    return (best, _smallest_differing([t for b, o, _ in groups for t in (b, o)], best), total)
+
+
+def conflict_sample(best: Tweet, other: Tweet, count: int) -> dict:
+    """One line of ``id_conflicts.sample.jsonl``: the kept copy and the closest differing one."""
+    return {
+        "id": best.id,
+        "copies": count,
+        "kept_text": best.text,
+        "kept_source_file": best.source_file,
+        "other_text": other.text,
+        "other_source_file": other.source_file,
+    }
+
+
+def conflict_sample_order(sample: dict) -> tuple:
+    """Spread-out, deterministic choice of sampled conflicts: a hash of the id (not its time order),
+    so the sample is the same on any runner or worker count."""
+    return (splitmix64(sample["id"] & _MASK64), sample["id"])
+
+
+# (ids seen more than once, copies removed, ids with conflicting texts, records of those ids)
+IdStats = tuple
+
+
+def group_stats(group: IdGroup) -> IdStats:
+    _, other, n = group
+    conflict = other is not None
+    return (int(n > 1), n - 1, int(conflict), n if conflict else 0)
+
+
+def sum_stats(parts: Iterable[IdStats]) -> IdStats:
+    totals = [0, 0, 0, 0]
+    for part in parts:
+        for i, v in enumerate(part):
+            totals[i] += v
+    return tuple(totals)
+
+
+def id_stats_dict(stats: IdStats) -> tuple[str, dict]:
+    """The ``("id_dedup", {...})`` element of the manifest's ``stages``."""
+    duplicate_ids, removed, conflicting_ids, conflicting_records = stats
+    return (
+        ID_STAGE,
+        {
+            "duplicate_ids": duplicate_ids,  # ids seen more than once
+            "duplicates_removed": removed,  # == counts.dropped["duplicate_id"]
+            "conflicting_ids": conflicting_ids,  # of those, ids whose copies' texts differ
+            "conflicting_records": conflicting_records,  # all copies of the conflicting ids
+            "rule": "keep the real, longest, then lexicographically first text; origin breaks ties last",
+            "conflict": "texts differ beyond whitespace",
+        },
+    )
+
+
 def dedup_batch(tweets: list[Tweet], key: Callable[[Tweet], object], order: Callable[[Tweet], tuple]):
     """The pure core, for tests and single-process use: survivors and the number removed."""
     best: dict[object, Tweet] = {}
@@ -76,6 +226,50 @@ def dedup_batch(tweets: list[Tweet], key: Callable[[Tweet], object], order: Call
         if k not in best or order(tweet) < order(best[k]):
             best[k] = tweet
     return list(best.values()), len(tweets) - len(best)
+
+
+@dataclass(frozen=True)
+class IdDedupReport:
+    """Everything ``DeduplicateIds`` outputs, computed in one process (tests, single-process use)."""
+
+    survivors: list[Tweet]  # in order of first appearance of their id
+    removed: int
+    stats: tuple[str, dict]  # the ``stats`` output
+    samples: list[dict]  # the ``samples`` output, in ``conflict_sample_order``
+
+
+def id_dedup_report(tweets: Iterable[Tweet], max_samples: int = MAX_CONFLICT_SAMPLES) -> IdDedupReport:
+    """The pure core of ``DeduplicateIds``: the same group fold as its CombineFn."""
+    groups: dict[int, IdGroup] = {}
+    for tweet in tweets:
+        groups[tweet.id] = add_to_group(groups.get(tweet.id, (None, None, 0)), tweet)
+    samples = [conflict_sample(*g) for g in groups.values() if g[1] is not None]
+    return IdDedupReport(
+        survivors=[best for best, _, _ in groups.values()],
+        removed=sum(n - 1 for _, _, n in groups.values()),
+        stats=id_stats_dict(sum_stats(group_stats(g) for g in groups.values())),
+        samples=sorted(samples, key=conflict_sample_order)[:max_samples],
+    )
+
+
+class KeepBestId(beam.CombineFn):
+    """Copies of one id -> ``(best, other, count)`` (see ``IdGroup``): constant size per id."""
+
+    def create_accumulator(self) -> IdGroup:
+        return (None, None, 0)
+
+    def add_input(self, acc: IdGroup, tweet: Tweet) -> IdGroup:
+        return add_to_group(acc, tweet)
+
+    def merge_accumulators(self, accumulators) -> IdGroup:
+        return merge_groups(accumulators)
+
+    def extract_output(self, acc: IdGroup) -> IdGroup:
+        return acc
+
+    def get_accumulator_coder(self):
+        tweet = beam.coders.NullableCoder(TweetCoder())
+        return beam.coders.TupleCoder([tweet, tweet, beam.coders.VarIntCoder()])
 
 
 class _EmitSurvivor(beam.DoFn):
@@ -90,6 +284,32 @@ class _EmitSurvivor(beam.DoFn):
         yield survivor
         if count > 1:
             yield from self._drops.emit({self._reason: count - 1})
+
+
+class _EmitIdSurvivor(beam.DoFn):
+    """A group -> its survivor, its drops, and for repeated ids their stats and conflict sample."""
+
+    def setup(self) -> None:
+        self._drops = DropCounter("dedup")
+        self._metrics = [
+            Metrics.counter(METRICS_NAMESPACE, f"{ID_STAGE}_{name}")
+            for name in ("duplicate_ids", "duplicates_removed", "conflicting_ids", "conflicting_records")
+        ]
+
+    def process(self, keyed) -> Iterator:
+        _, group = keyed
+        best, other, count = group
+        yield best
+        if count < 2:
+            return
+        yield from self._drops.emit({DROP_DUPLICATE_ID: count - 1})
+        stats = group_stats(group)
+        for metric, value in zip(self._metrics, stats, strict=True):
+            if value:
+                metric.inc(value)
+        yield beam.pvalue.TaggedOutput(TAG_STATS, stats)
+        if other is not None:
+            yield beam.pvalue.TaggedOutput(TAG_SAMPLES, conflict_sample(best, other, count))
 
 
 class _Deduplicate(beam.PTransform):
@@ -123,11 +343,57 @@ def _text_key(tweet: Tweet) -> bytes:
     return normalized_text_key(tweet.text)
 
 
-class DeduplicateIds(_Deduplicate):
-    """One tweet per id (overlapping archives hold the same tweets)."""
+def _sorted_samples(samples: list[dict], max_samples: int) -> list[dict]:
+    return sorted(samples, key=conflict_sample_order)[:max_samples]
 
-    def __init__(self):
-        super().__init__(_tweet_id, int, id_survivor_order, DROP_DUPLICATE_ID)
+
+class IdDedupOutputs(dict):
+    """``DeduplicateIds``' outputs: a dict of PCollections that reads like a ``DoOutputsTuple``."""
+
+    @property
+    def tweets(self) -> beam.PCollection:
+        return self["tweets"]
+
+
+class DeduplicateIds(beam.PTransform):
+    """One tweet per id (overlapping archives hold the same tweets); the survivor by content only.
+
+    Returns ``IdDedupOutputs``: ``.tweets`` (one ``Tweet`` per id, see ``id_survivor_order``),
+    ``[TAG_DROPPED]`` (``(duplicate_id, count)``), ``["stats"]`` (one ``("id_dedup", dict)``, see
+    ``id_stats_dict``) and ``["samples"]`` (one list of at most ``max_samples`` conflict dicts, the
+    same on every run, see ``conflict_sample``). ``id_dedup_report`` is the same in one process.
+    """
+
+    def __init__(self, max_samples: int = MAX_CONFLICT_SAMPLES):
+        super().__init__()
+        if max_samples < 0:
+            raise ValueError(f"max_samples must be >= 0, got {max_samples}")
+        self._max_samples = max_samples
+
+    def expand(self, tweets):
+        groups = (
+            tweets
+            | "Key" >> beam.Map(lambda t: (t.id, t)).with_output_types(tuple[int, Tweet])
+            | "KeepBest"
+            >> beam.CombinePerKey(KeepBestId()).with_output_types(tuple[int, tuple[Tweet, Tweet | None, int]])
+            | "EmitSurvivors"
+            >> beam.ParDo(_EmitIdSurvivor())
+            .with_output_types(Tweet)
+            .with_outputs(TAG_DROPPED, TAG_STATS, TAG_SAMPLES, main="tweets")
+        )
+        stats = (
+            groups[TAG_STATS]
+            | "SumStats" >> beam.CombineGlobally(sum_stats)
+            | "StatsDict" >> beam.Map(id_stats_dict)
+        )
+        samples = (
+            groups[TAG_SAMPLES]
+            | "SampleConflicts"
+            >> beam.combiners.Top.Smallest(max(self._max_samples, 1), key=conflict_sample_order)
+            | "SortSamples" >> beam.Map(_sorted_samples, self._max_samples)
+        )
+        outputs = {"tweets": groups.tweets, TAG_DROPPED: groups[TAG_DROPPED]}
+        return IdDedupOutputs({**outputs, TAG_STATS: stats, TAG_SAMPLES: samples})
 
 
 class DeduplicateTexts(_Deduplicate):

@@ -10,6 +10,7 @@ FileSystems, so the same code writes to local disk, ``gs://`` or any Beam filesy
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -40,7 +41,9 @@ log = logging.getLogger(__name__)
 ERRORS_DIR = "errors"
 TOKENIZER_NAME = "tokenizer.json"  # a copy of the run's tokenizer, so the shards decode on their own
 NEAR_DUP_SAMPLE_NAME = "near_duplicates.sample.jsonl"  # removed near-duplicate pairs, for inspection
+ID_CONFLICT_SAMPLE_NAME = "id_conflicts.sample.jsonl"  # copies of one id whose texts differ, for inspection
 NUM_ERROR_FILES = 16
+TEMP_PREFIX = "_tmp-"  # a run's files before publication: ``_tmp-<fingerprint[:16]>/`` inside the output
 RECORD_BATCH_ROWS = 65_536
 
 
@@ -60,7 +63,7 @@ class OutputSpec:
 
     @property
     def temp_dir(self) -> str:
-        return FileSystems.join(self.output, f"_tmp-{self.run_fingerprint[:16]}")
+        return FileSystems.join(self.output, f"{TEMP_PREFIX}{self.run_fingerprint[:16]}")
 
     def shards_for(self, rows: int) -> int:
         if self.num_shards:
@@ -110,8 +113,15 @@ def serialize_table(table: pa.Table) -> bytes:
 
 
 def write_bytes(path: str, data: bytes) -> None:
-    with FileSystems.create(path, compression_type="uncompressed") as f:
-        f.write(data)
+    """Write one whole file. A full disk raises OSError without a file name; it gets ``path``, so the
+    run's one-line failure can say which file it was writing."""
+    try:
+        with FileSystems.create(path, compression_type="uncompressed") as f:
+            f.write(data)
+    except OSError as exc:
+        if exc.errno is not None and exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, path) from exc
+        raise
 
 
 @dataclass(frozen=True)
@@ -272,7 +282,7 @@ def _existing(pattern: str) -> list[str]:
     return [m.path for m in result.metadata_list]
 
 
-def _delete_tree(path: str) -> None:
+def delete_tree(path: str) -> None:
     """Delete a directory and everything in it: on an object store, every object under the prefix.
 
     ``FileSystems.delete`` of a "directory" on GCS deletes only an object of exactly that name, so
@@ -285,6 +295,47 @@ def _delete_tree(path: str) -> None:
     objects = _existing(FileSystems.join(path, "**"))
     if objects:
         FileSystems.delete(objects)
+
+
+@dataclass(frozen=True)
+class TempDir:
+    """A ``_tmp-*`` directory (or object prefix) under an output: a run in progress, or a crashed one."""
+
+    path: str
+    files: int
+    last_modified: float | None  # newest file's time (seconds since the epoch), when the filesystem says
+
+
+def local_path(path: str) -> str | None:
+    """The path on this machine's disk that ``path`` names (no scheme, or ``file://``); None for URLs."""
+    scheme = FileSystems.get_scheme(path)
+    if scheme is None:
+        return path
+    return path[len("file://") :] if scheme == "file" else None
+
+
+def temp_dirs(output: str) -> list[TempDir]:
+    """The ``_tmp-*`` directories under ``output`` (none when it does not exist)."""
+    local = local_path(output)
+    if local is not None:
+        found = []
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(local) as entries:
+            for entry in entries:
+                if entry.name.startswith(TEMP_PREFIX) and entry.is_dir(follow_symlinks=False):
+                    paths = [os.path.join(root, n) for root, _, names in os.walk(entry.path) for n in names]
+                    times = [entry.stat().st_mtime]
+                    for path in paths:
+                        with contextlib.suppress(FileNotFoundError):  # removed while we look
+                            times.append(os.stat(path).st_mtime)
+                    found.append(TempDir(entry.path, len(paths), max(times)))
+        return sorted(found, key=lambda t: t.path)
+    # Object stores: "directories" are name prefixes, so every object under ``_tmp-`` is listed.
+    prefix = FileSystems.join(output, "")
+    groups: dict[str, list[float]] = {}
+    for m in FileSystems.match([FileSystems.join(output, f"{TEMP_PREFIX}**")])[0].metadata_list:
+        name = m.path[len(prefix) :].split("/", 1)[0]
+        groups.setdefault(FileSystems.join(output, name), []).append(m.last_updated_in_seconds or 0.0)
+    return [TempDir(path, len(times), max(times) or None) for path, times in sorted(groups.items())]
 
 
 def publish(
@@ -322,7 +373,13 @@ def publish(
     pending = {key(p) for p in _existing(FileSystems.join(spec.temp_dir, "**"))}
     existing = {
         key(p): p
-        for pattern in (f"{SHARD_PREFIX}*", f"{ERRORS_DIR}/errors-*", TOKENIZER_NAME, NEAR_DUP_SAMPLE_NAME)
+        for pattern in (
+            f"{SHARD_PREFIX}*",
+            f"{ERRORS_DIR}/errors-*",
+            TOKENIZER_NAME,
+            NEAR_DUP_SAMPLE_NAME,
+            ID_CONFLICT_SAMPLE_NAME,
+        )
         for p in _existing(FileSystems.join(out, *pattern.split("/")))
     }
     pairs = list(zip(sources, targets, strict=True))
@@ -343,7 +400,10 @@ def publish(
     temp_manifest = FileSystems.join(spec.temp_dir, MANIFEST_NAME)
     write_bytes(temp_manifest, manifest.to_json().encode("utf-8"))
     FileSystems.rename([temp_manifest], [manifest_path])
-    _delete_tree(spec.temp_dir)
+    try:  # published: a leftover temporary directory no longer changes the result (the next run cleans it)
+        delete_tree(spec.temp_dir)
+    except OSError as exc:
+        log.warning("published, but could not remove %s: %s", spec.temp_dir, exc)
 
 
 def fill_missing_shards(spec: OutputSpec, written: list[WrittenFile], num_shards: int) -> list[WrittenFile]:
@@ -363,10 +423,15 @@ class _FinalizeFn(beam.DoFn):
         spec = self._spec
         written = fill_missing_shards(spec, list(written), num_shards)
         stages = dict(stages)
+        # ``samples``: near dedup's removed-pair dicts, and ``(side file name, [records])`` pairs of
+        # other stages (one per file, already in order, so the file does not depend on side-input order).
+        near = [s for s in samples if isinstance(s, dict)]
+        named = sorted((s for s in samples if not isinstance(s, dict)), key=lambda s: s[0])
         extras = {}
-        if samples:
-            lines = (json.dumps(pair, ensure_ascii=False) + "\n" for pair in samples)
-            extras[NEAR_DUP_SAMPLE_NAME] = "".join(lines).encode("utf-8")
+        for name, records in [(NEAR_DUP_SAMPLE_NAME, near), *named]:
+            if records:
+                lines = (json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+                extras[name] = "".join(lines).encode("utf-8")
         manifest = build_manifest(
             spec,
             [w.entry for w in written],
