@@ -32,7 +32,8 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def build_corpus(root: Path, members: int, per_member: int) -> tuple[Path, Path, int]:
     templates = [json.loads(line) for line in (SHARED / "v1/python-twitter/streaming__lines.json").open()
                  if line.strip() and '"text"' in line]
-    texts = [t for f in sorted((SHARED / "bench").glob("*.txt")) for t in f.read_text().splitlines() if t.strip()]
+    texts = [t for f in sorted((SHARED / "bench").glob("*.txt"))
+             for t in f.read_text().splitlines() if t.strip()]
     folder = root / "plain"
     grab = root / "grab.tar"
     n = 0

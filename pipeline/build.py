@@ -201,9 +201,11 @@ def run(config: RunConfig, beam_args: list[str] | None = None, *, overwrite: boo
         try:
             with quiet_filesystem_errors():
                 p.run().wait_until_finish()
-        except Exception as exc:
+        except BaseException as exc:  # Ctrl-C too: its temporary directory goes as well
             if not dry_run:
                 remove_temps([spec.temp_dir], "this run failed")
+            if not isinstance(exc, Exception):
+                raise
             failure = run_failure(exc, config.output)
             if failure is None:
                 raise

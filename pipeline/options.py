@@ -1,16 +1,21 @@
 """The options of ``tweetmill run``: tweetmill's own, and Beam's passed through untouched.
 
-tweetmill's options are parsed here; every argument it does not know (``--runner``,
-``--direct_num_workers``, Dataflow's ``--project``...) goes to Beam's ``PipelineOptions``.
+tweetmill's options are parsed here, their values checked (ranges, language codes) before anything
+runs; every Beam pipeline option (``--runner``, ``--direct_num_workers``, Dataflow's ``--project``...)
+goes to Beam's ``PipelineOptions``. An option that is neither is an error naming the closest spellings.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import hashlib
 import json
+import math
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
+from tweetmill.pipeline.errors import UserError
 from tweetmill.schemas.records import SOURCE_FORMATS
 from tweetmill.transforms.clean import CleanConfig
 from tweetmill.transforms.filter import FilterConfig
@@ -38,6 +43,9 @@ class RunConfig:
     # How finely near dedup splits its shuffles (what one worker holds at once); never changes the
     # output, so it is left out of the fingerprint.
     near_dup_partitions: int = 64
+    # The share of the records read that may end as errors (dead letters) before the CLI rejects the
+    # run (exit 3). Judges the output, never changes it: left out of the fingerprint.
+    max_error_share: float = 0.10
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,16 +53,51 @@ class RunConfig:
     def fingerprint(self, tokenizer_sha256: str, version: str) -> str:
         """Identifies the run's output: same inputs, options, tokenizer and version, same value."""
         doc = {"config": self.to_dict(), "tokenizer_sha256": tokenizer_sha256, "version": version}
-        for execution_only in ("output", "near_dup_partitions"):
+        for execution_only in ("output", "near_dup_partitions", "max_error_share"):
             doc["config"].pop(execution_only)
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return number
+# --- option values: argparse ``type=`` functions, so a bad value is one line before anything runs ----
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An integer ``>= low`` (1: a positive count, 0: a count that may be zero)."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+        if number < low:
+            what = "a positive integer" if low == 1 else f"an integer >= {low}"
+            raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
+        return number
+
+    return parse
+
+
+def float_in(
+    low: float, high: float, *, low_open: bool = False, high_open: bool = False
+) -> Callable[[str], float]:
+    """A finite number in the interval from ``low`` to ``high`` (each end open or closed)."""
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+        above = number > low if low_open else number >= low
+        below = number < high if high_open else number <= high
+        if not (math.isfinite(number) and above and below):
+            raise argparse.ArgumentTypeError(f"must be in {interval}, got {value}")
+        return number
+
+    return parse
+
+
+_positive_int = int_at_least(1)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -92,14 +135,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     filt.add_argument(
         "--min-chars",
-        type=int,
+        type=int_at_least(0),
         default=FilterConfig.min_chars,
         help="minimum letters and digits outside mentions, URLs and placeholders (default: %(default)s)",
     )
     filt.add_argument(
         "--languages",
         default="",
-        help="comma-separated language codes to keep, e.g. en,de (default: all; always detected)",
+        help="comma-separated language codes to keep, e.g. en,de (default: all; always detected); "
+        "und keeps tweets whose language is undetermined",
     )
     filt.add_argument(
         "--lang-engine",
@@ -109,7 +153,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     filt.add_argument(
         "--min-lang-confidence",
-        type=float,
+        type=float_in(0, 1),
         default=FilterConfig.min_lang_confidence,
         help="below this the language is 'und' (default: %(default)s)",
     )
@@ -117,7 +161,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     dedup = parser.add_argument_group("near-duplicate removal (MinHash LSH)")
     dedup.add_argument(
         "--near-dup-threshold",
-        type=float,
+        type=float_in(0, 1, low_open=True),
         default=NearDedupConfig.threshold,
         help="estimated Jaccard similarity of character shingles at or above which tweets "
         "are near-duplicates (default: %(default)s)",
@@ -125,7 +169,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     dedup.add_argument("--no-near-dedup", action="store_true", help="keep near-duplicates")
     dedup.add_argument(
         "--near-dup-samples",
-        type=int,
+        type=int_at_least(0),
         default=NearDedupConfig.max_samples,
         help="removed pairs written to near_duplicates.sample.jsonl (default: %(default)s)",
     )
@@ -155,9 +199,22 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="target rows per shard (default: %(default)s)",
     )
 
+    check = parser.add_argument_group("checking the result")
+    check.add_argument(
+        "--max-error-share",
+        type=float_in(0, 1),
+        default=RunConfig.max_error_share,
+        help="reject the run (exit 3) when more than this share of the records read are errors "
+        "(dead letters); never changes the output (default: %(default)s)",
+    )
+
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    languages = tuple(sorted({c.strip() for c in args.languages.split(",") if c.strip()}))
+    """The run's configuration; a ``UserError`` naming every bad language code at once."""
+    languages = tuple(sorted({_canonical_code(c) for c in args.languages.split(",") if c.strip()}))
+    problems = language_problems(languages, args.lang_engine)
+    if problems:
+        raise UserError(*problems)
     return RunConfig(
         inputs=tuple(args.inputs),
         output=args.output,
@@ -185,7 +242,95 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         num_shards=args.num_shards,
         rows_per_shard=args.rows_per_shard,
         near_dup_partitions=args.near_dup_partitions,
+        max_error_share=args.max_error_share,
     )
+
+
+# --- language codes ---------------------------------------------------------------------------------
+
+# Languages Twitter tags that neither detector answers. The filter keeps a tweet by the language
+# ``resolve_language`` settles on, which is Twitter's tag when the detector cannot answer it (or says
+# ``und``): a filter on these codes keeps the tweets Twitter tagged so.
+TAG_ONLY_LANGUAGES: frozenset[str] = frozenset(
+    {"am", "bo", "ckb", "dv", "eu", "gl", "ht", "hy", "is", "ka", "km", "lo", "my", "or", "ps", "sd",
+     "si", "sr", "ug"}
+)
+# English (and a few native) names, to suggest a code for ``--languages english``.
+LANGUAGE_NAMES: dict[str, str] = {
+    "afrikaans": "af", "arabic": "ar", "bulgarian": "bg", "bengali": "bn", "bangla": "bn", "catalan": "ca",
+    "czech": "cs", "welsh": "cy", "danish": "da", "german": "de", "deutsch": "de", "greek": "el",
+    "english": "en", "spanish": "es", "espanol": "es", "español": "es", "estonian": "et", "persian": "fa",
+    "farsi": "fa", "finnish": "fi", "french": "fr", "francais": "fr", "français": "fr", "gujarati": "gu",
+    "hebrew": "he", "hindi": "hi", "croatian": "hr", "hungarian": "hu", "indonesian": "id",
+    "italian": "it", "italiano": "it", "japanese": "ja", "kannada": "kn", "korean": "ko",
+    "lithuanian": "lt", "latvian": "lv", "macedonian": "mk", "malayalam": "ml", "marathi": "mr",
+    "nepali": "ne", "dutch": "nl", "nederlands": "nl", "norwegian": "no", "punjabi": "pa", "polish": "pl",
+    "portuguese": "pt", "romanian": "ro", "russian": "ru", "slovak": "sk", "slovenian": "sl",
+    "somali": "so", "albanian": "sq", "swedish": "sv", "swahili": "sw", "tamil": "ta", "telugu": "te",
+    "thai": "th", "tagalog": "tl", "filipino": "tl", "turkish": "tr", "ukrainian": "uk", "urdu": "ur",
+    "vietnamese": "vi", "chinese": "zh-cn,zh-tw", "mandarin": "zh-cn,zh-tw", "basque": "eu",
+    "galician": "gl", "armenian": "hy", "georgian": "ka", "icelandic": "is", "serbian": "sr",
+    "amharic": "am", "burmese": "my", "khmer": "km", "sinhala": "si", "tibetan": "bo",
+    "undetermined": "und", "unknown": "und",
+    # ISO 639-2/3 codes people type for the two-letter ones
+    "eng": "en", "ger": "de", "deu": "de", "fre": "fr", "fra": "fr", "spa": "es", "ita": "it",
+    "por": "pt", "rus": "ru", "jpn": "ja", "chi": "zh-cn,zh-tw", "zho": "zh-cn,zh-tw", "kor": "ko",
+    "ara": "ar", "dut": "nl", "nld": "nl", "tur": "tr", "pol": "pl", "swe": "sv", "hin": "hi",
+    "ind": "id", "ukr": "uk", "per": "fa", "fas": "fa", "heb": "he", "tha": "th", "vie": "vi",
+}
+
+
+def _canonical_code(code: str) -> str:
+    """Case and separator do not matter: ``EN`` is ``en``, ``zh_CN`` is ``zh-cn``."""
+    return code.strip().lower().replace("_", "-")
+
+
+def supported_languages(engine: str) -> frozenset[str]:
+    """The codes ``--languages`` accepts with this detector: what it answers, ``und``, and the tags
+    only Twitter gives (see ``TAG_ONLY_LANGUAGES``). Both engines answer langdetect's 55 codes."""
+    from tweetmill.transforms.langid import DETECTOR_LANGUAGES, ENGINES, UND
+
+    if engine not in ENGINES:
+        raise ValueError(f"unknown language engine {engine!r}")
+    return DETECTOR_LANGUAGES | TAG_ONLY_LANGUAGES | {UND}
+
+
+def _code_suggestion(code: str, known: frozenset[str]) -> str | None:
+    from tweetmill.transforms.langid import normalize_language_code
+
+    if code in LANGUAGE_NAMES:
+        return LANGUAGE_NAMES[code]
+    if code == "zh" or code.startswith("zh-"):
+        return "zh-cn,zh-tw" if code == "zh" else normalize_language_code(code)
+    normal = normalize_language_code(code)  # iw -> he, en-us -> en, nb -> no
+    if normal in known and normal != "und":
+        return normal
+    names = difflib.get_close_matches(code, LANGUAGE_NAMES, n=1, cutoff=0.75)
+    if names:
+        return LANGUAGE_NAMES[names[0]]
+    close = difflib.get_close_matches(code, sorted(known), n=3, cutoff=0.5)
+    return " or ".join(close) if close else None
+
+
+def language_problems(
+    codes: Iterable[str], engine: str, *, option: str = "--languages", detected_only: bool = False
+) -> list[str]:
+    """One line per code in ``codes`` that ``engine`` cannot keep, each with a suggestion.
+
+    ``detected_only``: only the codes the detector itself answers (and ``und``), for a filter on the
+    shards' ``lang`` column, which holds the detector's answer (``tweetmill sample --lang``).
+    """
+    from tweetmill.transforms.langid import DETECTOR_LANGUAGES, UND
+
+    known = DETECTOR_LANGUAGES | {UND} if detected_only else supported_languages(engine)
+    problems = []
+    for code in codes:
+        if code in known:
+            continue
+        suggestion = _code_suggestion(code, known)
+        hint = f"did you mean {suggestion}?" if suggestion else f"known: {', '.join(sorted(known))}"
+        problems.append(f"{option}: {code!r} is not a language code the {engine} detector knows; {hint}")
+    return problems
 
 
 def _beam_option_actions() -> dict[str, argparse.Action]:
@@ -209,24 +354,48 @@ def _beam_option_actions() -> dict[str, argparse.Action]:
 def split_beam_args(argv: list[str], own_options: set[str]) -> tuple[list[str], list[str]]:
     """Split ``argv`` into tweetmill's arguments and Beam's, so ``--runner X`` never reads X as an input.
 
-    An option tweetmill does not know goes to Beam with its value, when Beam's declaration of that
-    option takes one.
+    A Beam pipeline option goes to Beam with its value, when Beam's declaration of that option takes
+    one. An option that is neither tweetmill's nor Beam's (``--langauges``) is a ``UserError`` naming
+    the closest spellings of both: Beam would only log that it discarded it, and the run would go on
+    without it. Options are matched exactly (no abbreviations).
     """
     beam_actions = _beam_option_actions()
     ours: list[str] = []
     beams: list[str] = []
+    unknown: list[str] = []
     i = 0
     while i < len(argv):
         arg = argv[i]
         name = arg.split("=", 1)[0]
+        if arg == "--":  # the rest are positional
+            ours.extend(argv[i:])
+            break
         if arg.startswith("--") and name not in own_options:
-            beams.append(arg)
             action = beam_actions.get(name)
-            takes_value = action is None or action.nargs != 0
-            if "=" not in arg and takes_value and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            if action is None:
+                unknown.append(name)
+                i += 1
+                continue
+            beams.append(arg)
+            has_value = i + 1 < len(argv) and not argv[i + 1].startswith("--")
+            if "=" not in arg and action.nargs != 0 and has_value:
                 beams.append(argv[i + 1])
                 i += 1
         else:
             ours.append(arg)
         i += 1
+    if unknown:
+        raise UserError(*(_unknown_option(name, own_options, set(beam_actions)) for name in unknown))
     return ours, beams
+
+
+def _unknown_option(name: str, own_options: set[str], beam_options: set[str]) -> str:
+    candidates = sorted(o for o in own_options | beam_options if o.startswith("--"))
+    # Compare without dashes and underscores, so --direct-num-workers finds --direct_num_workers.
+    keyed = {o.lstrip("-").replace("_", "-"): o for o in candidates}
+    close = difflib.get_close_matches(name.lstrip("-").replace("_", "-"), keyed, n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(keyed[c] for c in close)}?" if close else ""
+    return (
+        f"unknown option {name}: neither a tweetmill run option nor a Beam pipeline option{hint} "
+        "(see tweetmill run --help)"
+    )

@@ -1,9 +1,11 @@
-"""The closing report of ``tweetmill run``: where every input record went."""
+"""The closing report of ``tweetmill run``: where every input record went, and whether the result is
+usable as is (``rejection_reasons``: the CLI exits 3 when it is not)."""
 
 from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
+from tweetmill.pipeline.terminal import safe
 from tweetmill.schemas.manifest import Manifest
 
 
@@ -20,7 +22,7 @@ def funnel_table(manifest: Manifest) -> Table:
 
     table.add_row("read", f"{counts.read:,}", share(counts.read))
     for reason, n in sorted(counts.dropped.items(), key=lambda kv: -kv[1]):
-        table.add_row(f"  dropped: {reason}", f"{n:,}", share(n))
+        table.add_row(f"  dropped: {safe(reason)}", f"{n:,}", share(n))
     table.add_row("  errors (dead letters)", f"{counts.errors:,}", share(counts.errors))
     table.add_row("[bold]kept[/bold]", f"[bold]{counts.kept:,}[/bold]", share(counts.kept))
     return table
@@ -41,8 +43,38 @@ def print_run_report(console: Console, manifest: Manifest, output: str, seconds:
     rows, tokens = manifest.total_rows, manifest.total_tokens
     rate = manifest.counts.read / seconds if seconds > 0 else 0.0
     console.print(
-        f"{len(manifest.shards)} shard(s), {rows:,} tweets, {tokens:,} tokens → {output}  "
+        f"{len(manifest.shards)} shard(s), {rows:,} tweets, {tokens:,} tokens → {safe(output)}  "
         f"({seconds:.1f} s, {rate:,.0f} records/s)"
     )
     if manifest.counts.errors:
-        console.print(f"dead letters: {', '.join(manifest.error_files)} (in {output})")
+        console.print(f"dead letters: {safe(', '.join(manifest.error_files))} (in {safe(output)})")
+
+
+def rejection_reasons(manifest: Manifest, max_error_share: float, output: str) -> list[str]:
+    """Why a finished run's result is not usable as is, one line each (empty: it is).
+
+    The accounting does not balance (a record lost or counted twice), the run kept no tweet, or
+    more than ``max_error_share`` of the records read became errors (dead letters): most likely the
+    wrong ``--format``, or files that are not tweet archives.
+    """
+    counts = manifest.counts
+    reasons = []
+    if not counts.balanced:
+        reasons.append(
+            f"the accounting does not balance: read {counts.read:,} != kept {counts.kept:,} + dropped "
+            f"{sum(counts.dropped.values()):,} + errors {counts.errors:,}; do not train on {output}"
+        )
+    if counts.kept == 0:
+        why = (
+            "the inputs held no record"
+            if counts.read == 0
+            else f"all {counts.read:,} records read were dropped or errors (see the table above)"
+        )
+        reasons.append(f"the run kept no tweet: {why}")
+    if counts.read and counts.errors > max_error_share * counts.read:
+        reasons.append(
+            f"{counts.errors:,} of the {counts.read:,} records read ({counts.errors / counts.read:.1%}) are "
+            f"errors, more than --max-error-share {max_error_share:g}: see the dead letters in {output} "
+            "(a wrong --format, or files that are not tweet archives?)"
+        )
+    return reasons

@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from rich.console import Console
-from rich.markup import escape
 from rich.panel import Panel
 from tweetmill.pipeline.stats import load_shard_tokenizer, open_shard, read_manifest, visible
+from tweetmill.pipeline.terminal import safe
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,9 @@ def _decoded(row: dict[str, Any], tokenizer: Any, eos: int) -> dict[str, Any]:
 
 
 def print_samples(console: Console, samples: list[dict[str, Any]], *, max_pieces: int = 80) -> None:
-    """One panel per tweet: where it comes from, its text, and its tokens decoded one by one."""
+    """One panel per tweet: where it comes from, its text, and its tokens decoded one by one.
+
+    Everything from the data is escaped (``terminal.safe``): Rich markup and control characters."""
     if not samples:
         console.print("no tweets match")
         return
@@ -126,7 +128,7 @@ def print_samples(console: Console, samples: list[dict[str, Any]], *, max_pieces
                 map(str, s["token_ids"][:max_pieces])
             )
         else:
-            shown = "[dim]|[/dim]".join(escape(visible(p)) for p in pieces[:max_pieces])
+            shown = "[dim]|[/dim]".join(safe(visible(p)) for p in pieces[:max_pieces])
             more = f" [dim]… {len(pieces) - max_pieces} more[/dim]" if len(pieces) > max_pieces else ""
             tokens = shown + more
         if s["round_trip"] is None:
@@ -134,10 +136,11 @@ def print_samples(console: Console, samples: list[dict[str, Any]], *, max_pieces
         elif s["round_trip"]:
             verdict = "[green]decodes back to the text exactly[/green]"
         else:
-            verdict = f"[red]decodes to a different text:[/red] {escape(repr(s['decoded']))}"
+            verdict = f"[red]decodes to a different text:[/red] {safe(repr(s['decoded']))}"
         eos = "" if s["ends_with_eos"] else " [red](no EOS at the end)[/red]"
         body = (
-            f"{escape(s['text'])}\n\n[bold]{s['num_tokens']} tokens[/bold]{eos}: {tokens}\n{verdict}\n"
-            f"[dim]{escape(s['source_file'])} → {s['shard']} batch {s['batch']} row {s['row_in_batch']}[/dim]"
+            f"{safe(s['text'], multiline=True)}\n\n[bold]{s['num_tokens']} tokens[/bold]{eos}: {tokens}\n"
+            f"{verdict}\n[dim]{safe(s['source_file'])} → {safe(s['shard'])} batch {s['batch']} "
+            f"row {s['row_in_batch']}[/dim]"
         )
-        console.print(Panel(body, title=escape(title), title_align="left"))
+        console.print(Panel(body, title=safe(title), title_align="left"))

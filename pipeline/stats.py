@@ -33,8 +33,8 @@ from apache_beam.io.filesystems import FileSystems
 from numpy.lib.stride_tricks import sliding_window_view
 from rich.columns import Columns
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from tweetmill.pipeline.terminal import safe
 from tweetmill.schemas import records as R
 from tweetmill.schemas.manifest import MANIFEST_NAME, Manifest
 from tweetmill.schemas.shard import check_shard_schema
@@ -901,7 +901,7 @@ def _counts_table(
     items = list(counts.items())
     largest = max((n for _, n in items[:top]), default=0)
     for value, n in items[:top]:
-        table.add_row(str(value), _n(n), _pct(n, total), _bar(n, largest))
+        table.add_row(safe(value), _n(n), _pct(n, total), _bar(n, largest))
     rest = sum(n for _, n in items[top:])
     if rest:
         table.add_row(f"({len(items) - top} more)", _n(rest), _pct(rest, total), "")
@@ -925,7 +925,7 @@ def print_stats(console: Console, stats: dict[str, Any], top: int = 10) -> None:
     """The figures of ``compute_stats`` as aligned rich tables, units in every cell."""
     rows, tokens = stats["rows"], stats["tokens"]
     tpt = stats["tokens_per_tweet"]
-    overview = Table(title=f"Shards in {stats['shard_dir']}", title_justify="left", show_header=False)
+    overview = Table(title=f"Shards in {safe(stats['shard_dir'])}", title_justify="left", show_header=False)
     overview.add_column("figure")
     overview.add_column("value", justify="right")
     per_shard_rows = [s["rows"] for s in stats["per_shard"]] or [0]
@@ -968,7 +968,7 @@ def print_stats(console: Console, stats: dict[str, Any], top: int = 10) -> None:
     if near:
         line += (
             f"; near-duplicate clusters: {near.get('clusters', 0):,}, the largest "
-            f"{near.get('largest_cluster', 0):,} tweets (threshold {near.get('threshold', '?')})"
+            f"{near.get('largest_cluster', 0):,} tweets (threshold {safe(near.get('threshold', '?'))})"
         )
     elif not dedup["near_duplicate"]:
         line += " (no near-dedup stage in this run)"
@@ -986,14 +986,14 @@ def print_stats(console: Console, stats: dict[str, Any], top: int = 10) -> None:
 
     shown = stats["inputs"][: max(top, 20)]
     prefix = _common_dir([str(f["file"]) for f in shown])
-    files = Table(title=f"Input files{f' (in {prefix})' if prefix else ''}", title_justify="left")
+    files = Table(title=f"Input files{f' (in {safe(prefix)})' if prefix else ''}", title_justify="left")
     for col in ("file", "format", "records", "tweets", "dropped", "errors", "kept"):
         files.add_column(col, justify="left" if col in ("file", "format") else "right")
     files.columns[0].overflow = "fold"
     for f in shown:
         files.add_row(
-            str(f["file"])[len(prefix) :],
-            str(f["format"] or "?"),
+            safe(str(f["file"])[len(prefix) :]),
+            safe(f["format"] or "?"),
             *(_n(f[k]) for k in ("records", "tweets", "dropped", "errors", "kept")),
         )
     if len(stats["inputs"]) > len(shown):
@@ -1020,7 +1020,7 @@ def print_stats(console: Console, stats: dict[str, Any], top: int = 10) -> None:
         )
     console.print(Columns(side))
     if not domains["available"]:
-        console.print(f"link domains: not recoverable: {domains['why']}")
+        console.print(f"link domains: not recoverable: {safe(domains['why'])}")
 
     vocab = stats["vocabulary"]
     line = (
@@ -1038,10 +1038,10 @@ def print_stats(console: Console, stats: dict[str, Any], top: int = 10) -> None:
     toks.add_column("share", justify="right")
     for t in vocab["top_tokens"][:top]:
         text = "?" if t["text"] is None else visible(t["text"])
-        toks.add_row(str(t["id"]), escape(text), _n(t["count"]), f"{100 * t['share']:.2f} %")
+        toks.add_row(str(t["id"]), safe(text), _n(t["count"]), f"{100 * t['share']:.2f} %")
     console.print(toks)
     if stats["tokenizer"]["decoded_with"] is None:
-        console.print(f"tokens not decoded: {escape(stats['tokenizer']['not_decoded_because'])}")
+        console.print(f"tokens not decoded: {safe(stats['tokenizer']['not_decoded_because'])}")
 
 
 def funnel_table(funnel_stats: dict[str, Any]) -> Table:
@@ -1056,7 +1056,9 @@ def funnel_table(funnel_stats: dict[str, Any]) -> Table:
     stage = None
     for s in funnel_stats["steps"]:
         shown, stage = ("" if s["stage"] == stage else s["stage"]), s["stage"]
-        table.add_row(shown, f"− {s['reason']}", _n(s["count"]), _pct(s["count"], read), _n(s["remaining"]))
+        table.add_row(
+            safe(shown), f"− {safe(s['reason'])}", _n(s["count"]), _pct(s["count"], read), _n(s["remaining"])
+        )
     kept = funnel_stats["kept"]
     table.add_row("", "[bold]kept[/bold]", f"[bold]{kept:,}[/bold]", _pct(kept, read), "")
     return table

@@ -5,7 +5,8 @@ with the tweetmill schema (``check_shard_schema``), its schema metadata names th
 fingerprint, tokenizer, vocabulary, EOS id and its own place in the set, and its rows and tokens are
 the manifest's (tokens counted from the list offsets, checked against ``num_tokens``; every id inside
 the vocabulary, every tweet ending with EOS, ids ascending). Per directory: no shard or dead-letter
-file the manifest does not list, ``tokenizer.json`` is the run's, the accounting balances.
+file the manifest does not list, ``tokenizer.json`` is the run's, the accounting balances (also
+per input file), no ``_tmp-*`` directory of an unfinished run is left.
 
 Every problem is collected (not just the first), so one run says everything that is wrong. Reads go
 through Beam's FileSystems (local files are memory-mapped for parsing), batch by batch: memory does
@@ -26,9 +27,9 @@ import pyarrow as pa
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from tweetmill.pipeline.stats import list_layout, open_shard, read_bytes
+from tweetmill.pipeline.terminal import safe
 from tweetmill.schemas.manifest import MANIFEST_NAME, Manifest, ShardEntry
 from tweetmill.schemas.shard import (
     META_EOS_ID,
@@ -43,7 +44,7 @@ from tweetmill.schemas.shard import (
     schema_metadata,
     shard_file_name,
 )
-from tweetmill.transforms.write import TOKENIZER_NAME
+from tweetmill.transforms.write import TOKENIZER_NAME, temp_dirs
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +213,7 @@ def verify(shard_dir: str) -> VerifyReport:
     manifest_path = FileSystems.join(shard_dir, MANIFEST_NAME)
     if not FileSystems.exists(manifest_path):
         report.problems.append(f"no {MANIFEST_NAME}: not a finished tweetmill run")
+        _check_temp_dirs(report, shard_dir)
         return report
     try:
         raw = read_bytes(manifest_path).decode("utf-8")
@@ -234,7 +236,19 @@ def verify(shard_dir: str) -> VerifyReport:
         if name not in listed:
             report.problems.append(f"{name}: shard file not in the manifest (from another run?)")
     _check_directory(report, shard_dir, manifest, doc)
+    _check_temp_dirs(report, shard_dir)
     return report
+
+
+def _check_temp_dirs(report: VerifyReport, shard_dir: str) -> None:
+    """A ``_tmp-*`` directory means a run is writing here right now, or one crashed and left it."""
+    prefix = FileSystems.join(shard_dir, "")
+    for temp in temp_dirs(shard_dir):
+        name = temp.path[len(prefix) :] if temp.path.startswith(prefix) else temp.path
+        report.problems.append(
+            f"{name}/: temporary directory of a run that did not finish ({temp.files} file(s)): another "
+            "run is writing here, or one crashed (then delete it; the next successful run also does)"
+        )
 
 
 def _check_directory(report: VerifyReport, shard_dir: str, manifest: Manifest, doc: dict[str, Any]) -> None:
@@ -248,6 +262,17 @@ def _check_directory(report: VerifyReport, shard_dir: str, manifest: Manifest, d
         report.problems.append(
             f"counts.kept is {counts.kept:,} but the shards listed hold {manifest.total_rows:,} rows"
         )
+    if "inputs" in doc:  # per input file, since the manifest had them
+        try:
+            records = sum(int(f["records"]) for f in manifest.inputs)
+        except (KeyError, TypeError, ValueError):
+            report.problems.append("inputs[]: an entry without a numeric 'records'")
+        else:
+            if records != counts.read:
+                report.problems.append(
+                    f"the inputs' records sum to {records:,} but counts.read is {counts.read:,} "
+                    "(an input file counted twice, or one missing from inputs)"
+                )
     totals = doc.get("totals") or {}
     for key, value in (
         ("shards", len(manifest.shards)),
@@ -285,8 +310,10 @@ def _check_directory(report: VerifyReport, shard_dir: str, manifest: Manifest, d
 
 
 def print_report(console: Console, report: VerifyReport) -> None:
-    """One row per shard (OK or FAIL), then every problem on its own line, then a verdict."""
-    table = Table(title=f"verify {report.shard_dir}", title_justify="left")
+    """One row per shard (OK or FAIL), then every problem on its own line, then a verdict; names and
+    messages escaped (``terminal.safe``), since they come from the directory's files."""
+
+    table = Table(title=f"verify {safe(report.shard_dir)}", title_justify="left")
     table.add_column("shard")
     table.add_column("rows", justify="right")
     table.add_column("tokens", justify="right")
@@ -295,7 +322,7 @@ def print_report(console: Console, report: VerifyReport) -> None:
     table.add_column("result")
     for s in report.shards:
         table.add_row(
-            s.file,
+            safe(s.file),
             "-" if s.rows is None else f"{s.rows:,}",
             "-" if s.tokens is None else f"{s.tokens:,}",
             "-" if s.bytes is None else f"{s.bytes:,} B",
@@ -305,9 +332,9 @@ def print_report(console: Console, report: VerifyReport) -> None:
     console.print(table)
     for s in report.shards:
         for problem in s.problems:
-            console.print(f"[red]{escape(s.file)}:[/red] {escape(problem)}")
+            console.print(f"[red]{safe(s.file)}:[/red] {safe(problem)}")
     for problem in report.problems:
-        console.print(f"[red]directory:[/red] {escape(problem)}")
+        console.print(f"[red]directory:[/red] {safe(problem)}")
     failed = sum(not s.ok for s in report.shards)
     if report.ok:
         console.print(f"[green]OK[/green]: {len(report.shards)} shard(s) match the manifest")
