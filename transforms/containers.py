@@ -371,34 +371,68 @@ class Leaf:
     skip: str = ""
     error: tuple[str, str, int | None] | None = None
     in_archive: bool = False
+    decoded: bytes = b""  # the first bytes of the stream, decompressed (for dataset detection)
 
 
 def expand(name: str, raw: BinaryIO, depth: int = 0) -> Iterator[Leaf]:
     """The files in ``raw``: itself, or recursively the members of the (compressed) container it is.
 
-    Members of a container found here are read in order by this worker: used for compressed tars
-    and for containers inside container members.
+    A compressed stream is decoded once: its first decoded bytes tell a container from a file, and
+    the leaf's stream goes on from there. Members of a container found here are read in order by
+    this worker (compressed tars, containers inside container members).
     """
-    head, decoded = peek(raw)
-    replay = Replay(head, raw)
-    kind = sniff(head)
-    inner = kind
+    magic = read_head(raw, 512)
+    kind = sniff(magic)
     if kind in COMPRESSIONS:
-        inner = sniff(decoded)
-        if inner not in (ZIP, TAR):
-            yield Leaf(name, replay)  # a compressed file: the parser decompresses it (and sees truncation)
-            return
+        source: Any = open_decompressor(kind, Replay(magic, raw))
+        decoded, failure = _read_head_safely(source, SNIFF_BYTES)
+        stream: Any = Replay(decoded, _Failing(failure) if failure is not None else source)
+    else:
+        decoded = magic + read_head(raw, SNIFF_BYTES - len(magic))
+        stream = Replay(decoded, raw)
+    inner = sniff(decoded)
     if inner not in (ZIP, TAR):
-        yield Leaf(name, replay)
+        yield Leaf(name, stream, decoded=decoded)
         return
     if depth >= MAX_DEPTH:
         yield Leaf(name, error=(REASON_TOO_DEEP, f"more than {MAX_DEPTH} nested containers", 0))
         return
-    stream: Any = open_decompressor(kind, replay) if kind in COMPRESSIONS else replay
     if inner == TAR:
         yield from _expand_tar(name, stream, depth)
     else:
         yield from _expand_zip(name, stream, depth)
+
+
+def _read_head_safely(stream: Any, size: int) -> tuple[bytes, BaseException | None]:
+    """Like ``read_head``, keeping what was decoded before a break, and the break."""
+    parts, got = [], 0
+    try:
+        while got < size:
+            data = stream.read(size - got)
+            if not data:
+                break
+            parts.append(data)
+            got += len(data)
+    except STREAM_ERRORS as e:
+        return b"".join(parts), e
+    return b"".join(parts), None
+
+
+class _Failing(io.RawIOBase):
+    """The rest of a stream that broke while its head was read: reading raises that break again,
+    so the parser keeps the records before it and reports the break as it does for any stream."""
+
+    def __init__(self, error: BaseException):
+        super().__init__()
+        self._error = error
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        raise self._error
+
+    read1 = read
 
 
 def _expand_tar(name: str, stream: Any, depth: int) -> Iterator[Leaf]:

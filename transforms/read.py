@@ -35,12 +35,10 @@ from tweetmill.transforms.containers import (
     ARCHIVE_SIBLING,
     FILE,
     Locator,
-    Replay,
     Unit,
     leaves,
     list_units,
     open_member,
-    peek,
     plan_files,
 )
 from tweetmill.transforms.parse import open_records
@@ -163,9 +161,8 @@ def parse_unit(unit: Unit, options: ReadOptions = ReadOptions()) -> Iterator[Par
             reason, detail, offset = leaf.error
             yield ParsedFile(leaf.name, records=[DeadLetter(leaf.name, 0, reason, detail, None, offset, "")])
             continue
-        head, decoded = peek(leaf.stream)
-        stream = Replay(head, leaf.stream)
-        dataset = archive.ytd_dataset(decoded) if options.fmt is None else None
+        stream = leaf.stream
+        dataset = archive.ytd_dataset(leaf.decoded) if options.fmt is None else None
         skip = archive.skip_reason(dataset, options.include_deleted)
         if leaf.in_archive and dataset is None:
             skip = SKIP_NOT_A_DATASET
