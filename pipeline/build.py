@@ -88,7 +88,10 @@ def output_spec(config: RunConfig) -> OutputSpec:
 def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec) -> None:
     """Archive files → clean → filter → exact dedup → near dedup → language → tokenize → shards + manifest."""
     parsed = p | "ReadArchives" >> ReadArchives(
-        list(config.inputs), fmt=config.fmt, csv_text_column=config.csv_text_column
+        list(config.inputs),
+        fmt=config.fmt,
+        csv_text_column=config.csv_text_column,
+        include_deleted=config.include_deleted,
     )
     cleaned = parsed.tweets | "Clean" >> CleanTweets(config.clean)
     filtered = cleaned | "Filter" >> FilterTweets(config.filter)

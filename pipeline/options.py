@@ -34,6 +34,7 @@ class RunConfig:
     output: str
     fmt: str | None = None
     csv_text_column: str | None = None
+    include_deleted: bool = False  # read an account archive's deleted-tweets.js (skipped by default)
     clean: CleanConfig = field(default_factory=CleanConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
     near_dedup: NearDedupConfig | None = field(default_factory=NearDedupConfig)  # None: off
@@ -108,6 +109,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run in --output")
     parser.add_argument("--format", dest="fmt", choices=SOURCE_FORMATS, help="skip auto-detection")
     parser.add_argument("--csv-text-column", help="text column of generic CSV inputs (default: detected)")
+    parser.add_argument(
+        "--include-deleted-tweets",
+        action="store_true",
+        help="read an account archive's deleted-tweets.js and keep its tweets (default: skipped)",
+    )
 
     clean = parser.add_argument_group("cleaning")
     for name, default in (
@@ -220,6 +226,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         output=args.output,
         fmt=args.fmt,
         csv_text_column=args.csv_text_column,
+        include_deleted=args.include_deleted_tweets,
         clean=CleanConfig(
             urls=args.urls,
             mentions=args.mentions,

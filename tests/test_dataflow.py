@@ -81,6 +81,13 @@ def test_dry_run_translates_the_whole_graph_and_stages_tweetmill(monkeypatch):
     names = {t.unique_name for t in job.proto_pipeline.components.transforms.values()}
     assert set(STAGES) <= names
     assert "WriteShards/GroupByShard" in names and "Finalize/CheckAndPublish" in names
+    # Containers are split into members on one worker, then the members are spread: the parse step
+    # reads what the reshuffle after the listing emits, so one big tar is parsed by every worker.
+    by_name = {t.unique_name: t for t in job.proto_pipeline.components.transforms.values()}
+    listed = set(by_name["ReadArchives/ListUnits"].outputs.values())
+    assert listed == set(by_name["ReadArchives/ReshuffleUnits"].inputs.values())
+    assert set(by_name["ReadArchives/ParseUnits"].inputs.values()) == set(
+        by_name["ReadArchives/ReshuffleUnits"].outputs.values())
     (env,) = job.proto_pipeline.components.environments.values()
     image = beam_runner_api_pb2.DockerPayload.FromString(env.payload).container_image
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -96,7 +103,7 @@ def test_dry_run_translates_the_whole_graph_and_stages_tweetmill(monkeypatch):
         metadata = whl.read(next(n for n in files if n.endswith(".dist-info/METADATA"))).decode()
     assert "tweetmill/transforms/assets/tweet-bpe-16k.json" in files  # the bundled tokenizer
     for module in ("pipeline/build.py", "pipeline/dataflow.py", "transforms/parse.py", "transforms/write.py",
-                   "schemas/records.py"):
+                   "transforms/containers.py", "transforms/read.py", "schemas/records.py"):
         assert f"tweetmill/{module}" in files
     assert "Requires-Dist: langdetect==1.0.9" in metadata
 
