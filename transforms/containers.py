@@ -406,9 +406,10 @@ def expand(name: str, raw: BinaryIO, depth: int = 0) -> Iterator[Leaf]:
 def _read_head_safely(stream: Any, size: int) -> tuple[bytes, BaseException | None]:
     """Like ``read_head``, keeping what was decoded before a break, and the break."""
     parts, got = [], 0
+    read = getattr(stream, "read1", stream.read)  # one step: a buffered read loses its data on a break
     try:
         while got < size:
-            data = stream.read(size - got)
+            data = read(size - got)
             if not data:
                 break
             parts.append(data)
