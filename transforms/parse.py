@@ -23,6 +23,7 @@ from __future__ import annotations
 import calendar
 import codecs
 import csv
+import io
 import itertools
 import json
 import logging
@@ -209,6 +210,11 @@ def _parse_id(value: Any) -> int | None:
     return None
 
 
+def _has_value(*values: Any) -> bool:
+    """Whether a record holds any of these fields with a value (an empty string or null is no value)."""
+    return any(v is not None and not (isinstance(v, str) and not v.strip()) for v in values)
+
+
 def _truthy(value: Any) -> bool:
     """JSON booleans, archive strings ("true") and CSV spellings (Python-style "True", "1")."""
     if isinstance(value, str):
@@ -217,6 +223,7 @@ def _truthy(value: Any) -> bool:
 
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
+_ESCAPED_BYTES = re.compile("[\udc80-\udcff]")  # invalid UTF-8 bytes, as "surrogateescape" decodes them
 
 
 def _no_surrogates(s: str) -> str:
@@ -336,10 +343,11 @@ class _SafeStream:
             # decompressed in this call when the stream breaks.
             data = self._stream.read1(size)
         except EOFError as e:
-            self.error = (REASON_TRUNCATED_STREAM, f"{self.compression} stream ended early: {e}")
+            kind = self.compression or "compressed"
+            self.error = (REASON_TRUNCATED_STREAM, f"{kind} stream ended early: {e}")
             return b""
         except STREAM_ERRORS as e:
-            self.error = (REASON_CORRUPT_STREAM, f"{self.compression or 'file'} stream is corrupt: {e}")
+            self.error = (REASON_CORRUPT_STREAM, f"{self.compression or 'compressed'} stream is corrupt: {e}")
             return b""
         self.offset += len(data)
         return data
@@ -347,7 +355,13 @@ class _SafeStream:
 
 def _open_decompressed(fileobj: BinaryIO) -> _SafeStream:
     """Wrap ``fileobj`` in a decompressor chosen by magic bytes (not by the file name, which can lie)."""
-    magic = fileobj.read(6) or b""
+    try:
+        magic = fileobj.read(6) or b""
+    except STREAM_ERRORS as e:  # a stream already known broken (containers.expand decoded its head)
+        broken = _SafeStream(io.BytesIO(b""), None)
+        broken.error = (REASON_TRUNCATED_STREAM if isinstance(e, EOFError) else REASON_CORRUPT_STREAM,
+                        f"compressed stream breaks before any record: {e}")
+        return broken
     raw = Replay(magic, fileobj)
     kind = sniff(magic)
     if kind in COMPRESSIONS:
@@ -785,13 +799,21 @@ class _TweetBuilder:
         self._ctx = ctx
 
     def make(self, tid: int | None, text: str, fmt: str, created: Any, author: Any, lang: Any,
-             is_retweet: bool, is_reply: bool, is_quote: bool) -> Tweet:
+             is_retweet: bool, is_reply: bool, is_quote: bool, invalid_id: bool = False) -> Tweet:
+        """``invalid_id``: the record has an id that is not one (``"abc"``, Excel's ``1.23457E+18``); the
+        derived id that replaces it is counted in ``notes["invalid_id_replaced"]``."""
         ctx = self._ctx
         position = ctx.take()
-        text = _no_surrogates(text)
+        if not text.isascii() and _SURROGATES.search(text) is not None:
+            # Escaped invalid UTF-8 bytes (U+DC80-U+DCFF, from the JSON window) or JSON escapes of half
+            # a surrogate pair: both become U+FFFD, counted.
+            ctx.notes[NOTE_INVALID_UTF8 if _ESCAPED_BYTES.search(text) else "lone_surrogate_repaired"] += 1
+            text = _SURROGATES.sub("\ufffd", text)
         derived = tid is None
         if derived:
             tid = derived_tweet_id(ctx.path, position, text)
+            if invalid_id:
+                ctx.notes["invalid_id_replaced"] += 1
         return Tweet(
             id=tid,
             text=text,
@@ -835,7 +857,7 @@ class _TweetBuilder:
         is_quote = (_truthy(obj.get("is_quote_status")) or isinstance(obj.get("quoted_status"), dict)
                     or bool(obj.get("quoted_status_id_str")))
         tweet = self.make(tid, text, fmt, obj.get("created_at"), author, obj.get("lang"), is_retweet,
-                          is_reply, is_quote)
+                          is_reply, is_quote, tid is None and _has_value(obj.get("id_str"), obj.get("id")))
         # Where the payload says which part is displayed, the hidden reply prefix is already gone.
         ext = obj.get("extended_tweet")
         tweet.display_range_applied = "display_text_range" in obj or (
@@ -877,8 +899,9 @@ class _TweetBuilder:
         author = obj.get("author_id")
         if author is None and isinstance(obj.get("author"), dict):
             author = obj["author"].get("id")
-        return self.make(_parse_id(obj.get("id")), text, FORMAT_V2, obj.get("created_at"), author,
-                         obj.get("lang"), is_retweet, is_reply, is_quote)
+        tid = _parse_id(obj.get("id"))
+        return self.make(tid, text, FORMAT_V2, obj.get("created_at"), author, obj.get("lang"), is_retweet,
+                         is_reply, is_quote, tid is None and _has_value(obj.get("id")))
 
     @staticmethod
     def _v2_retweet_text(obj: dict, ref: dict, tweets: dict[str, dict], users: dict[str, dict]) -> str | None:
@@ -1019,7 +1042,8 @@ class _JsonRecords:
             return DROP_NO_TEXT
         tid = _parse_id(note.get("tweetId")) or _parse_id(note.get("noteTweetId"))
         return self._build.make(tid, text, FORMAT_ARCHIVE, note.get("createdAt"), None, None,
-                                _MANUAL_RT.match(text) is not None, False, False)
+                                _MANUAL_RT.match(text) is not None, False, False,
+                                tid is None and _has_value(note.get("tweetId"), note.get("noteTweetId")))
 
 
 def _index_by_id(items: Any) -> dict[str, dict]:
@@ -1051,23 +1075,52 @@ def _read_json(ctx: _Context, chunks: Iterable[bytes], stream: _SafeStream | Non
         stream.partial = values.partial
 
 
-_YTD_PREFIX = re.compile(rb"\s*window\.YTD\.(\w+)\.part\d+\s*=")
-_GRAILBIRD_PREFIX = re.compile(rb"\s*Grailbird\.data\.(\w+)\s*=")
+# Archive prefixes, in the spellings real archives use (any case, spaces around the dots).
+_YTD_PREFIX = re.compile(rb"\s*window\s*\.\s*YTD\s*\.\s*(\w+)\s*\.\s*part\d+\s*=", re.IGNORECASE)
+_GRAILBIRD_PREFIX = re.compile(rb"\s*Grailbird\s*\.\s*data\s*\.\s*(\w+)\s*=", re.IGNORECASE)
+# Any other JavaScript assignment of a JSON value: ``var tweets = [``, ``window.YTD_tweets.part0 = [``.
+_JS_ASSIGNMENT = re.compile(
+    rb"\s*(?:(?:var|let|const)\s+)?([A-Za-z_$][\w$]*(?:\s*\.\s*[A-Za-z_$][\w$]*)*)\s*=\s*(?=[\[{])")
+# The value of an unknown assignment is read only when it is an array of tweets: archive entries
+# (``{"tweet": ...}``) or objects that start with a tweet's key.
+_TWEET_ARRAY = re.compile(rb'\[\s*\{\s*"(?:tweet|noteTweet|id|id_str|created_at|full_text|text)"\s*:')
+REASON_UNKNOWN_JS_PREFIX = "unknown_js_prefix"
+NOTE_UNKNOWN_PREFIX_READ = "unknown_js_prefix_read_as_json"
 
 
 def _strip_assignment(chunks: Iterable[bytes], pattern: re.Pattern) -> tuple[re.Match | None, Iterator[bytes],
                                                                                  int]:
-    """Consume ``window.YTD.x.part0 =`` / ``Grailbird.data.x =`` (in the first chunk, the 64 KiB head)."""
+    """Consume ``window.YTD.x.part0 =`` / ``Grailbird.data.x =`` (in the first chunk, the 64 KiB head), or
+    any other JavaScript assignment (then the match is ``_JS_ASSIGNMENT``'s)."""
     it = _without_bom(iter(chunks))
     first = next(it, b"")
-    m = pattern.match(first)
+    m = pattern.match(first) or _JS_ASSIGNMENT.match(first)
     if m is None:
         return None, itertools.chain([first], it), 0
     return m, itertools.chain([first[m.end() :]], it), m.end()
 
 
+def _read_unknown_assignment(ctx: _Context, m: re.Match, chunks: Iterator[bytes], stream: _SafeStream,
+                             offset: int) -> Iterator[Record]:
+    """An assignment that names no known archive dataset (never read as text): its value is read as JSON
+    when it is an array of tweets, counted in ``notes``; else the file is one dead letter naming it."""
+    name = re.sub(rb"\s+", b"", m.group(1)).decode("ascii", "replace")
+    first = next(chunks, b"")
+    if _TWEET_ARRAY.match(first):
+        ctx.notes[NOTE_UNKNOWN_PREFIX_READ] += 1
+        logger.warning("%s: unknown prefix %r, read as a JSON array of tweets", ctx.path, name)
+        yield from _read_json(ctx, itertools.chain([first], chunks), stream, offset)
+        return
+    yield ctx.dead(REASON_UNKNOWN_JS_PREFIX,
+                   f"unknown JavaScript assignment {name!r}: not a tweet archive dataset nor a tweet array",
+                   (m.group(0) + first[:200]).decode("utf-8", "replace"), 1, 0)
+
+
 def _read_archive(ctx: _Context, chunks: Iterable[bytes], stream: _SafeStream) -> Iterator[Record]:
     m, chunks, offset = _strip_assignment(chunks, _YTD_PREFIX)
+    if m is not None and m.re is not _YTD_PREFIX:
+        yield from _read_unknown_assignment(ctx, m, chunks, stream, offset)
+        return
     if m is not None:
         ctx.ytd = m.group(1).decode("ascii").lower()
         if ctx.ytd not in _YTD_TWEETS | _YTD_DELETED | _YTD_NOTES:
@@ -1079,7 +1132,10 @@ def _read_archive(ctx: _Context, chunks: Iterable[bytes], stream: _SafeStream) -
 
 def _read_grailbird(ctx: _Context, chunks: Iterable[bytes], stream: _SafeStream) -> Iterator[Record]:
     m, chunks, offset = _strip_assignment(chunks, _GRAILBIRD_PREFIX)
-    if m is not None and not m.group(1).startswith(b"tweets_"):
+    if m is not None and m.re is not _GRAILBIRD_PREFIX:
+        yield from _read_unknown_assignment(ctx, m, chunks, stream, offset)
+        return
+    if m is not None and not m.group(1).lower().startswith(b"tweets_"):
         # tweet_index, user_details, ...: the monthly tweets_YYYY_MM files hold the tweets
         name = m.group(1).decode("ascii")
         yield ctx.dead(REASON_UNSUPPORTED_ARCHIVE, f"Grailbird dataset {name!r} holds no tweets")
@@ -1093,39 +1149,317 @@ def _read_grailbird(ctx: _Context, chunks: Iterable[bytes], stream: _SafeStream)
 _CP1252_UNDEFINED = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")
 
 
-class _LineDecoder:
-    """Bytes -> str per line: UTF-8, else the file's legacy 8-bit encoding (never loses a record).
+# Dead-letter reasons of the text and CSV readers' content checks, and the notes they count.
+REASON_BINARY = "binary_content"  # not text: a known binary format, NUL / control bytes
+REASON_ENCODING = "unsupported_encoding"  # text, but neither UTF-8 nor Latin 8-bit text (UTF-16, ...)
+NOTE_INVALID_UTF8 = "invalid_utf8_repaired"  # a kept line / text with bytes that were not valid UTF-8
 
-    The legacy encoding is chosen once per file, at the first non-UTF-8 line, from a bounded look-ahead:
-    Mac Roman when some non-UTF-8 line holds a byte cp1252 does not define, cp1252 otherwise (which also
-    reads Latin-1 text right).
+# C0 controls no text line holds (tab, LF, VT, FF and CR are text), and DEL.
+_CTRL_BYTES = bytes((*range(0x09), *range(0x0E, 0x20), 0x7F))
+_HIGH_BYTES = bytes(range(0x80, 0x100))
+# A non-UTF-8 line is kept (repaired) only when at most this share of its bytes needed repair: Latin
+# legacy text is accented letters among ASCII (at most 10% of a line in BarackObama.csv); bytes of
+# binary data are about half high bytes.
+_MAX_REPAIRED_SHARE = 0.3
+_MIN_JUDGED_BYTES = 8  # shorter lines are too short to tell text from junk by that share
+# Consecutive lines that are not text are one dead letter. The stretch ends at a good line at least this
+# long: a short line among binary ones is as likely junk that happens to decode as it is a tweet.
+_STRETCH_END_BYTES = 16
+_SNIFF_BYTES = 64 << 10  # the head that decides whether a whole file is text
+_BATCH_BYTES = 64 << 10  # lines are checked and decoded in runs of about this size
+_BINARY_SHARE = 0.5  # a head with at least this share of its bytes in bad lines: the file is not text
+
+# Formats that are not text, by their first bytes. Signatures that are ASCII letters also need the
+# binary bytes that follow them in the real format, so a text line starting with those letters is text.
+_SIGNATURES = tuple((re.compile(pattern, re.DOTALL), what) for pattern, what in (
+    (rb"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (rb"\xff\xd8\xff", "a JPEG image"),
+    (rb"GIF8[79]a.{0,6}[\x00-\x08\x0e-\x1f\x7f-\xff]", "a GIF image"),  # its width / height bytes
+    (rb"RIFF....(?:WEBP|WAVE|AVI )", "RIFF media (WebP / WAV / AVI)"),
+    (rb"\x00\x00\x00.ftyp", "MP4 / QuickTime / HEIC media"),
+    (rb"II\*\x00|MM\x00\*", "a TIFF image"),
+    (rb"%PDF-\d\.\d[\r\n]", "a PDF document"),
+    (rb"PK(?:\x03\x04|\x05\x06|\x07\x08)", "a ZIP archive (or .docx / .xlsx / .jar)"),
+    (rb"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "a legacy Office document (.doc / .xls)"),
+    (rb"\x7fELF", "an ELF executable"),
+    (rb"MZ.\x00", "a Windows executable"),
+    (rb"\xca\xfe\xba\xbe|\xcf\xfa\xed\xfe|\xce\xfa\xed\xfe|\xfe\xed\xfa[\xce\xcf]", "a Mach-O / Java binary"),
+    (rb"SQLite format 3\x00", "an SQLite database"),
+    (rb"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (rb"Rar!\x1a\x07", "a RAR archive"),
+    (rb"\x28\xb5\x2f\xfd", "a zstd stream"),
+    (rb"\x1f\x8b\x08|BZh[1-9]1AY&SY|\xfd7zXZ\x00", "a compressed stream"),
+    (rb"PAR1[\x00-\x1f]", "a Parquet file"),
+    (rb"ARROW1\x00", "an Arrow file"),
+    (rb"\x89HDF\r\n\x1a\n", "an HDF5 file"),
+    (rb"\x93NUMPY", "a NumPy array"),
+    (rb"OggS\x00|ID3[\x02-\x04]\x00|fLaC\x00|\x1a\x45\xdf\xa3", "audio / video"),
+    (rb"wOF[F2](?:\x00\x01\x00\x00|OTTO|true)\x00", "a web font"),
+    (rb"\x00asm", "WebAssembly"),
+))
+_UTF16_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32LE"), (b"\x00\x00\xfe\xff", "UTF-32BE"),
+               (b"\xff\xfe", "UTF-16LE"), (b"\xfe\xff", "UTF-16BE"))
+
+
+def _escaped(data: bytes) -> str:
+    """Bytes that are not text, readable in a dead letter (``\\x89PNG\\r\\n``)."""
+    return data[: DeadLetter.MAX_RAW_CHARS // 4].decode("latin-1").encode("unicode_escape").decode("ascii")
+
+
+def _control_fault(line: bytes, utf8: bool) -> bool:
+    """Control bytes that make ``line`` binary: any NUL; in valid UTF-8 more than one per 32 bytes (a
+    stray control in a tweet is tolerated); in non-UTF-8 any (legacy text has none)."""
+    if b"\x00" in line:
+        return True
+    n = len(line) - len(line.translate(None, _CTRL_BYTES))
+    return n * 32 > len(line) if utf8 else n > 0
+
+
+def _repair(line: bytes, encoding: str) -> str | None:
+    """A non-UTF-8 line decoded as ``encoding`` (``utf-8``: its invalid bytes as U+FFFD), or None when
+    too much of it needed repair for it to be text."""
+    if encoding == "utf-8":
+        text = line.decode("utf-8", "replace")
+        repaired = text.count("\ufffd")
+    else:
+        text = line.decode(encoding, "replace")
+        repaired = len(line) - len(line.translate(None, _HIGH_BYTES))
+    if len(line) >= _MIN_JUDGED_BYTES and repaired > _MAX_REPAIRED_SHARE * len(line):
+        return None
+    return text
+
+
+def _line_fault(line: bytes) -> str | None:
+    """The reason a line is not text, whichever encoding its file turns out to have; None if it is."""
+    if _utf8(line):
+        return REASON_BINARY if _control_fault(line, True) else None
+    if _control_fault(line, False):
+        return REASON_BINARY
+    if _repair(line, "utf-8") is None and _repair(line, "cp1252") is None:
+        return REASON_ENCODING
+    return None
+
+
+def _utf16(sample: bytes) -> str | None:
+    """UTF-16 / UTF-32 text, by its byte-order mark or by NULs in every other byte (ASCII in UTF-16)."""
+    for bom, name in _UTF16_BOMS:
+        if sample.startswith(bom):
+            return f"{name} text (byte-order mark)"
+    probe = sample[:4096]
+    half = len(probe) // 2
+    if half >= 4:
+        even, odd = probe[0::2].count(0), probe[1::2].count(0)
+        if odd > 0.4 * half and even < 0.05 * half:
+            return "UTF-16LE text (no byte-order mark)"
+        if even > 0.4 * half and odd < 0.05 * half:
+            return "UTF-16BE text (no byte-order mark)"
+    return None
+
+
+def _not_text(head: list[Line]) -> tuple[str, str] | None:
+    """(reason, detail) when a file is not text at all, judged from its head: a binary signature,
+    UTF-16/32, or most of the head's bytes in lines that are not text. None for a text file."""
+    parts = [line[:_SNIFF_BYTES] if type(line) is bytes else line.head for line, _, _ in head]
+    sample = b"\n".join(parts)
+    if not sample.strip():
+        return None
+    for signature, what in _SIGNATURES:
+        if signature.match(sample):
+            return REASON_BINARY, f"{what}, not text"
+    utf16 = _utf16(sample)
+    if utf16 is not None:
+        return REASON_ENCODING, f"{utf16}: only UTF-8 and Latin 8-bit text are read; convert it to UTF-8"
+    if b"\x00" in sample[:32]:  # a binary header (.pyc, fonts, ...): text never starts with NUL
+        return REASON_BINARY, "binary data, not text: NUL bytes in its first 32 bytes"
+    if len(sample.translate(None, _CTRL_BYTES)) == len(sample) and _utf8(sample):
+        return None  # clean UTF-8 text (the common case, without a look at each line)
+    bad = {REASON_BINARY: 0, REASON_ENCODING: 0}
+    for part in parts:
+        fault = _line_fault(part)
+        if fault is not None:
+            bad[fault] += len(part) + 1
+    total = bad[REASON_BINARY] + bad[REASON_ENCODING]
+    if total < _BINARY_SHARE * (len(sample) + 1):
+        return None
+    share = f"{100 * total // (len(sample) + 1)}% of the first {len(sample)} bytes"
+    if bad[REASON_BINARY]:
+        return REASON_BINARY, f"binary data, not text: {share} are in lines with NUL / control bytes"
+    return REASON_ENCODING, f"neither UTF-8 nor Latin 8-bit text: {share} are undecodable"
+
+
+class _Stretch:
+    """Consecutive lines that are not text (with the short lines among them): one dead letter."""
+
+    __slots__ = ("binary", "first", "last", "nbytes", "offset", "raw")
+
+    def __init__(self, item: Line, reason: str):
+        line, self.offset, self.first = item
+        self.last = self.first
+        self.nbytes = len(line)
+        self.raw = line[: DeadLetter.MAX_RAW_CHARS]
+        self.binary = reason == REASON_BINARY
+
+    def add(self, item: Line, reason: str | None) -> None:
+        self.last = item[2]
+        self.nbytes += len(item[0]) + 1
+        self.binary = self.binary or reason == REASON_BINARY
+
+    def dead(self, ctx: _Context) -> DeadLetter:
+        lines = f"line {self.first}" if self.first == self.last else f"lines {self.first}-{self.last}"
+        if self.binary:
+            reason, what = REASON_BINARY, "binary data (NUL / control bytes)"
+        else:
+            reason, what = REASON_ENCODING, "undecodable text (neither UTF-8 nor Latin 8-bit text)"
+        return ctx.dead(reason, f"{what} in {lines} ({self.nbytes} bytes)", _escaped(self.raw), self.first,
+                        self.offset)
+
+
+class _LineDecoder:
+    """Bytes -> str per line for the text and CSV readers; what is not text becomes dead letters.
+
+    Yields per text line ``(text, byte offset, line number)`` (or, with ``runs``, lists of texts: the
+    text reader needs no positions), and ``DeadLetter`` items, in file order:
+
+    * A file whose head (64 KiB) is not text (``_not_text``: a binary signature, UTF-16, mostly bad
+      lines) is one dead letter at offset 0, and nothing else is read from it.
+    * A line is not text when it holds a NUL, control bytes (see ``_control_fault``), or, not being
+      UTF-8, needs more than 30% of its bytes repaired. Consecutive such lines, and the short lines
+      among them, are one dead letter naming the lines (``_Stretch``).
+    * Other non-UTF-8 lines are repaired, each counted in ``notes["invalid_utf8_repaired"]``: with U+FFFD
+      when the file is UTF-8 (more valid non-ASCII UTF-8 lines than invalid ones in its head and the
+      look-ahead), else as the file's legacy 8-bit encoding, chosen once from a bounded look-ahead: Mac
+      Roman when some non-UTF-8 line holds a byte cp1252 does not define, cp1252 otherwise (which also
+      reads Latin-1 right).
+
+    Lines are checked and decoded in runs of ``_BATCH_BYTES`` (one C call each, not one per line); a run
+    with a control byte or invalid UTF-8 is gone through line by line.
     """
 
-    def __init__(self, lines: Iterator[Line], path: str):
+    def __init__(self, lines: Iterator[Line], ctx: _Context, runs: bool = False):
         self._lines = iter(lines)
-        self._path = path
-        self.legacy: str | None = None
+        self._ctx = ctx
+        self._runs = runs
+        self.encoding: str | None = None  # for the non-UTF-8 lines, chosen at the first one
+        self._utf8_lines = 0  # valid UTF-8 lines with non-ASCII text in the head
 
-    def __iter__(self) -> Iterator[tuple[str | _TooLong, int, int]]:
-        while True:
-            item = next(self._lines, None)
-            if item is None:
-                return
-            line = item[0]
-            if type(line) is not bytes:
-                yield item
+    def __iter__(self) -> Iterator[tuple[str, int, int] | list[str] | DeadLetter]:
+        ctx = self._ctx
+        runs = self._runs
+        head = self._head()
+        verdict = _not_text(head)
+        if verdict is not None:
+            start = b"\n".join(line if type(line) is bytes else line.head for line, _, _ in head[:16])
+            yield ctx.dead(*verdict, _escaped(start[:256]), head[0][2], 0)
+            return
+        stretch: _Stretch | None = None
+        for batch in self._batches():
+            if type(batch[0][0]) is not bytes:  # a _TooLong line, alone
+                if stretch is not None:
+                    yield stretch.dead(ctx)
+                    stretch = None
+                line, offset, lineno = batch[0]
+                yield ctx.dead(REASON_RECORD_TOO_LARGE, f"line of {line.length} bytes",
+                               line.head.decode("utf-8", "replace"), lineno, offset)
                 continue
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError:
-                if self.legacy is None:
-                    self.legacy = self._choose(item)
-                    logger.info("%s is not UTF-8: reading its non-UTF-8 lines as %s", self._path, self.legacy)
-                text = line.decode(self.legacy, "replace")
-            yield text, item[1], item[2]
+            clean = False  # the run has no control bytes: its UTF-8 lines are text
+            if stretch is None:
+                parts = [item[0] for item in batch]
+                joined = parts[0] if len(parts) == 1 else b"\n".join(parts)
+                clean = len(joined.translate(None, _CTRL_BYTES)) == len(joined)
+                if clean:  # the hot path: all lines decoded at once, or one decode for an ASCII run
+                    try:
+                        if joined.isascii():
+                            texts = joined.decode("ascii").split("\n")
+                        else:
+                            texts = list(map(bytes.decode, parts))  # UTF-8, strict
+                    except UnicodeDecodeError:  # some line is not UTF-8: line by line below
+                        pass
+                    else:
+                        if runs:
+                            yield texts
+                        else:
+                            for text, item in zip(texts, batch, strict=True):
+                                yield text, item[1], item[2]
+                        continue
+            for item in batch:
+                line = item[0]
+                try:
+                    text = line.decode("utf-8")
+                except UnicodeDecodeError:
+                    text = None
+                if clean and text is not None and stretch is None:
+                    yield [text] if runs else (text, item[1], item[2])
+                    continue
+                repaired = text is None
+                text, fault = self._judge(item, text, clean)
+                if fault is None and (stretch is None or len(line) >= _STRETCH_END_BYTES):
+                    if stretch is not None:
+                        yield stretch.dead(ctx)
+                        stretch = None
+                    if repaired:
+                        ctx.notes[NOTE_INVALID_UTF8] += 1
+                    yield [text] if runs else (text, item[1], item[2])
+                elif stretch is None:
+                    stretch = _Stretch(item, fault)
+                else:
+                    stretch.add(item, fault)
+        if stretch is not None:
+            yield stretch.dead(ctx)
+
+    def _head(self) -> list[Line]:
+        """The first lines, up to ``_SNIFF_BYTES`` (they are replayed)."""
+        ahead: list[Line] = []
+        size = 0
+        for item in self._lines:
+            ahead.append(item)
+            line = item[0]
+            if type(line) is bytes:
+                size += len(line) + 1
+                if not line.isascii() and _utf8(line):
+                    self._utf8_lines += 1
+            else:
+                size += len(line.head) + 1
+            if size >= _SNIFF_BYTES:
+                break
+        self._lines = itertools.chain(ahead, self._lines)
+        return ahead
+
+    def _batches(self) -> Iterator[list[Line]]:
+        """The lines in runs of up to ``_BATCH_BYTES``; a ``_TooLong`` line comes alone."""
+        while True:
+            batch: list[Line] = []
+            size = 0
+            for item in self._lines:  # read again per run: _choose replaces self._lines
+                line = item[0]
+                if type(line) is not bytes:
+                    if batch:
+                        yield batch
+                    batch = [item]
+                    break
+                batch.append(item)
+                size += len(line)
+                if size >= _BATCH_BYTES:
+                    break
+            if not batch:
+                return
+            yield batch
+
+    def _judge(self, item: Line, text: str | None, clean: bool) -> tuple[str | None, str | None]:
+        """(text, None) for a line kept as text, (None, reason) for one that is not; ``text`` is the
+        line's UTF-8 decoding when it has one, ``clean`` that it has no control bytes."""
+        line = item[0]
+        if text is not None:
+            return (None, REASON_BINARY) if not clean and _control_fault(line, True) else (text, None)
+        if not clean and _control_fault(line, False):
+            return None, REASON_BINARY
+        if self.encoding is None:
+            self.encoding = self._choose(item)
+            logger.info("%s is not UTF-8: reading its non-UTF-8 lines as %s", self._ctx.path, self.encoding)
+        text = _repair(line, self.encoding)
+        return (None, REASON_ENCODING) if text is None else (text, None)
 
     def _choose(self, first_bad: Line) -> str:
-        """Look ahead (bounded, then replayed) at the non-UTF-8 lines to pick the legacy encoding."""
+        """Look ahead (bounded, then replayed) to pick the encoding of the non-UTF-8 lines."""
         ahead: list[Line] = []
         size = 0
         for item in self._lines:
@@ -1134,30 +1468,46 @@ class _LineDecoder:
             if size >= _LEGACY_LOOKAHEAD_BYTES:
                 break
         self._lines = itertools.chain(ahead, self._lines)
+        utf8 = self._utf8_lines
+        invalid: list[bytes] = []
         for line, _, _ in (first_bad, *ahead):
-            if type(line) is bytes and _CP1252_UNDEFINED.search(line):
-                try:
-                    line.decode("utf-8")
-                except UnicodeDecodeError:
-                    return "mac_roman"
+            if type(line) is not bytes or line.isascii():
+                continue
+            if _utf8(line):
+                utf8 += 1
+            else:
+                invalid.append(line)
+        if utf8 > len(invalid):
+            return "utf-8"
+        if any(_CP1252_UNDEFINED.search(line) and not _control_fault(line, False) for line in invalid):
+            return "mac_roman"
         return "cp1252"
 
 
+def _utf8(line: bytes) -> bool:
+    """Whether ``line`` is valid UTF-8, without raising (an exception costs more than the decoding)."""
+    return len(line.decode("utf-8", "ignore").encode("utf-8")) == len(line)
+
+
 def _read_text(ctx: _Context, lines: Iterator[Line]) -> Iterator[Record]:
-    """Plain text, one tweet per line; blank lines are not records. Ids are derived (``derived_tweet_id``)."""
+    """Plain text, one tweet per line; blank lines are not records. Ids are derived (``derived_tweet_id``).
+
+    What is not text comes as dead letters (``_LineDecoder``), never as rows.
+    """
     path = ctx.path
-    for line, offset, lineno in _LineDecoder(lines, path):
-        if type(line) is _TooLong:
-            yield ctx.dead(REASON_RECORD_TOO_LARGE, f"line of {line.length} bytes", line.head.decode(
-                "utf-8", "replace"), lineno, offset)
+    for run in _LineDecoder(lines, ctx, runs=True):
+        if type(run) is not list:
+            yield run  # a DeadLetter
             continue
-        if line.endswith("\r"):
-            line = line[:-1]
-        if not line or line.isspace():
-            continue
-        position = ctx.take()
-        yield Tweet(id=derived_tweet_id(path, position, line), text=line, source_format=FORMAT_TEXT,
-                    source_file=path, position=position, id_derived=True)
+        for line in run:
+            if line.endswith("\r"):
+                line = line[:-1]
+            if not line or line.isspace():
+                continue
+            position = ctx.position  # ctx.take(), inlined: this loop is the text reader's hot path
+            ctx.position = position + 1
+            yield Tweet(id=derived_tweet_id(path, position, line), text=line, source_format=FORMAT_TEXT,
+                        source_file=path, position=position, id_derived=True)
 
 
 _CSV_TEXT_COLUMNS = ("text", "full_text", "tweet_text", "tweet", "content", "body", "message", "status",
@@ -1198,58 +1548,246 @@ class _CsvColumns:
         self.is_reply = find(("is_reply",))
         self.quote_of = find(("quoted_status_id", "quoted_tweet_id"))
         self.is_quote = find(("is_quote", "is_quote_status"))
+        self.width = len(names)
+        # Twitter's legacy tweets.csv leaves its last column out when it is empty and repeats it per URL.
+        self.url_tail = names[-1] == "expanded_urls"
+
+    def fits(self, row: list[str]) -> bool:
+        """Whether ``row`` has the header's fields: an unquoted delimiter in a text adds one, a newline in
+        an unquoted text splits a row in two short ones (legacy ``expanded_urls`` rows: see above)."""
+        n = len(row)
+        if n == self.width:
+            return True
+        if not self.url_tail:
+            return False
+        return n == self.width - 1 or (n > self.width and all(_URL_FIELD.match(f) for f in row[self.width:]))
+
+
+_URL_FIELD = re.compile(r"https?://\S*\Z")
 
 
 def _cell(row: list[str], index: int | None) -> str:
     return row[index] if index is not None and index < len(row) else ""
 
 
-class _CsvReader:
-    """Legacy ``tweets.csv`` and generic CSV exports: one record per row, multi-line quoted fields."""
+def _flag(row: list[str], value: int | None, truthy: int | None) -> bool:
+    """A retweet / reply / quote flag: an id in column ``value`` or a true column ``truthy`` (either may
+    be absent)."""
+    return ((value is not None and bool(_cell(row, value).strip()))
+            or (truthy is not None and _truthy(_cell(row, truthy))))
 
-    def __init__(self, ctx: _Context, text_column: str | None):
+
+_CSV_DELIMITERS = (",", ";", "\t")
+_CSV_DELIMITER_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
+_TSV_NAME = re.compile(r"\.(?:tsv|tab)(?:\.(?:gz|gzip|bz2|xz|zst|zstd))?$", re.IGNORECASE)
+_CSV_SNIFF_CHARS = 64 << 10  # the head the delimiter is sniffed from ...
+_CSV_SNIFF_ROWS = 50  # ... at most this many rows of it
+# A record whose quoted field is still open after this many characters is a runaway (unterminated)
+# quote. The longest real text, a note tweet, is 25,000 characters; a tweet may be all newlines, so
+# there is no bound on lines.
+_CSV_MAX_RECORD_CHARS = 64 << 10
+
+
+def parse_csv_delimiter(value: str) -> str:
+    """A ``--csv-delimiter`` value -> the delimiter: one character, or comma / semicolon / tab / pipe /
+    ``\\t``. Raises ValueError otherwise."""
+    delimiter = _CSV_DELIMITER_NAMES.get(value.strip().lower(), value) if value.strip() else value
+    if len(delimiter) != 1 or delimiter in "\"\r\n":
+        raise ValueError(f"a CSV delimiter is one character (or comma, semicolon, tab, pipe), not {value!r}")
+    return delimiter
+
+
+def _sample_rows(lines: list[str], delimiter: str, quoting: int) -> tuple[list[list[str]], int]:
+    """The first non-blank rows of ``lines`` read with this dialect, and how many failed to parse (not
+    counting a record cut off by the end of the sample)."""
+    ended: list[bool] = []
+
+    def feed() -> Iterator[str]:
+        for line in lines:
+            yield line + "\n"
+        ended.append(True)
+
+    reader = csv.reader(feed(), delimiter=delimiter, quoting=quoting, strict=True)
+    rows: list[list[str]] = []
+    errors = 0
+    while len(rows) < _CSV_SNIFF_ROWS:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error:
+            if ended:  # the sample ended inside the record
+                break
+            errors += 1
+            continue
+        if row and (len(row) > 1 or row[0].strip()):
+            rows.append(row)
+    return rows, errors
+
+
+def _sniff_dialect(lines: list[str], delimiter: str | None, hint: str,
+                   text_column: str | None) -> tuple[str, int]:
+    """(delimiter, quoting) of a CSV file from its first lines: content decides, the name is a hint.
+
+    Each candidate (comma, semicolon, tab; or the delimiter given) reads the first rows. The best splits
+    the header into 2+ fields, then gives the most rows of the header's width less rows that fail to
+    parse, then names a text column, then is the hint. Tab is also tried without quoting: TSV files
+    often hold texts that start with a quote unescaped.
+    """
+    names = {text_column.strip().lower()} if text_column else set(_CSV_TEXT_COLUMNS)
+    choice = (delimiter or hint, csv.QUOTE_MINIMAL)
+    best: tuple | None = None
+    for candidate in (delimiter,) if delimiter else _CSV_DELIMITERS:
+        for quoting in (csv.QUOTE_MINIMAL, csv.QUOTE_NONE) if candidate == "\t" else (csv.QUOTE_MINIMAL,):
+            rows, errors = _sample_rows(lines, candidate, quoting)
+            if not rows or len(rows[0]) < 2:
+                continue
+            width = len(rows[0])
+            header = {h.strip().lstrip("\ufeff").lower() for h in rows[0]}
+            score = (sum(len(r) == width for r in rows[1:]) - errors, bool(header & names), candidate == hint,
+                     quoting == csv.QUOTE_MINIMAL)
+            if best is None or score > best:
+                best, choice = score, (candidate, quoting)
+    return choice
+
+
+class _RunawayQuote(Exception):
+    """A quoted field still open after ``_CSV_MAX_RECORD_CHARS``."""
+
+
+class _CsvSource:
+    """The physical lines under ``csv.reader``, keeping those of the record being read in ``pending``.
+
+    So a record that fails is one dead letter for its first line, and its other lines are read again
+    (``skip_first``); a quoted field running on past ``_CSV_MAX_RECORD_CHARS`` raises ``_RunawayQuote``
+    out of the reader. The decoder's dead letters go to ``side``, in file order.
+    """
+
+    def __init__(self, decoded: Iterator[tuple[str, int, int] | DeadLetter], side: list[DeadLetter]):
+        self._decoded = iter(decoded)
+        self._side = side
+        self._queue: list[tuple[str, int, int]] = []  # lines to read again, the next one last
+        self.pending: list[tuple[str, int, int]] = []
+
+    def _pull(self) -> tuple[str, int, int] | None:
+        for item in self._decoded:
+            if type(item) is not DeadLetter:
+                return item
+            self._side.append(item)
+        return None
+
+    def peek(self, max_chars: int) -> list[str]:
+        """The text of the next lines, up to ``max_chars`` (they are still read after)."""
+        ahead: list[tuple[str, int, int]] = []
+        size = 0
+        while size < max_chars:
+            item = self._pull()
+            if item is None:
+                break
+            ahead.append(item)
+            size += len(item[0]) + 1
+        self._queue.extend(reversed(ahead))
+        return [item[0] for item in ahead]
+
+    def lines(self) -> Iterator[str]:
+        """The lines for one ``csv.reader`` (a new one after each failed record)."""
+        pending, queue, decoded, side = self.pending, self._queue, self._decoded, self._side
+        chars = 0
+        while True:
+            if not pending:
+                chars = 0
+            elif chars > _CSV_MAX_RECORD_CHARS:
+                raise _RunawayQuote
+            item = queue.pop() if queue else next(decoded, None)
+            if item is None:
+                return
+            if type(item) is DeadLetter:
+                side.append(item)
+                continue
+            pending.append(item)
+            chars += len(item[0])
+            yield item[0] + "\n"
+
+    def skip_first(self) -> tuple[str, int, int] | None:
+        """Drop the failed record's first line; its other lines are read again."""
+        if not self.pending:
+            return None
+        first = self.pending[0]
+        self._queue.extend(reversed(self.pending[1:]))
+        self.pending.clear()
+        return first
+
+
+class _CsvReader:
+    """Legacy ``tweets.csv`` and generic CSV exports: one record per row, multi-line quoted fields.
+
+    Nothing is cut or swallowed silently. A row whose field count is not its header's (an unquoted
+    delimiter in a text, a newline that split a row) is one ``malformed_csv_row`` dead letter. A record
+    csv cannot read (a quote still open at the end of input or after ``_CSV_MAX_RECORD_CHARS``, a stray
+    character after a closing quote, a field over csv's limit) is one dead letter for its first line,
+    and reading resumes at the line after it: an unterminated quote costs its row, not the rows after.
+    The delimiter is sniffed (``_sniff_dialect``) unless ``csv_delimiter`` names it.
+    """
+
+    def __init__(self, ctx: _Context, text_column: str | None, csv_delimiter: str | None = None):
         self._ctx = ctx
         self._text_column = text_column
+        self._delimiter = parse_csv_delimiter(csv_delimiter) if csv_delimiter else None
         self._tweets = _TweetBuilder(ctx)
 
     def read(self, lines: Iterator[Line]) -> Iterator[Record]:
         ctx = self._ctx
-        too_long: list[DeadLetter] = []
-        source = self._text_lines(_LineDecoder(lines, ctx.path), too_long)
-        delimiter = "\t" if ctx.path.lower().rstrip("/").endswith((".tsv", ".tsv.gz", ".tsv.bz2")) else ","
-        reader = csv.reader(source, delimiter=delimiter)
+        side: list[DeadLetter] = []
+        source = _CsvSource(_LineDecoder(lines, ctx), side)
+        hint = "\t" if _TSV_NAME.search(ctx.path.rstrip("/")) else ","
+        delimiter, quoting = _sniff_dialect(source.peek(_CSV_SNIFF_CHARS), self._delimiter, hint,
+                                            self._text_column)
+        reader = csv.reader(source.lines(), delimiter=delimiter, quoting=quoting, strict=True)
+        pending = source.pending
         cols: _CsvColumns | None = None
         while True:
+            failure = None
             try:
                 row = next(reader)
             except StopIteration:
                 row = None
-            except csv.Error as e:  # e.g. a field over the csv module's limit; the reader goes on
-                row = []
-                yield ctx.dead(REASON_MALFORMED_ROW, str(e), "", reader.line_num)
-            yield from too_long
-            too_long.clear()
+            except csv.Error as e:
+                failure = str(e)
+            except _RunawayQuote:
+                failure = f"quoted field still open after {_CSV_MAX_RECORD_CHARS} characters"
+            if side:
+                yield from side
+                side.clear()
+            if failure is not None:
+                first = source.skip_first()
+                text, offset, lineno = first if first is not None else ("", None, None)
+                yield ctx.dead(REASON_MALFORMED_ROW, f"{failure}; reading resumes at the next line", text,
+                               lineno, offset)
+                reader = csv.reader(source.lines(), delimiter=delimiter, quoting=quoting, strict=True)
+                continue
             if row is None:
                 break
+            _, offset, lineno = pending[0]
             if not row or (len(row) == 1 and not row[0].strip()):
+                pending.clear()
                 continue
             if cols is None:
+                pending.clear()
                 cols = _CsvColumns(row, self._text_column)
                 if cols.text is None:
                     wanted = self._text_column or "/".join(_CSV_TEXT_COLUMNS)
                     yield ctx.dead(REASON_NO_TEXT_COLUMN, f"no text column ({wanted}) in header",
-                                   ",".join(row), 1)
+                                   delimiter.join(row), lineno, offset)
                     return
                 continue
-            yield self._row(row, cols, reader.line_num)
-
-    def _text_lines(self, decoded: _LineDecoder, too_long: list[DeadLetter]) -> Iterator[str]:
-        for line, offset, lineno in decoded:
-            if type(line) is _TooLong:
-                too_long.append(self._ctx.dead(REASON_RECORD_TOO_LARGE, f"line of {line.length} bytes",
-                                               line.head.decode("utf-8", "replace"), lineno, offset))
+            if len(row) != cols.width and not cols.fits(row):
+                raw = "\n".join(line for line, _, _ in pending)
+                pending.clear()
+                yield ctx.dead(REASON_MALFORMED_ROW, f"row has {len(row)} fields, its header {cols.width}",
+                               raw, lineno, offset)
                 continue
-            yield line + "\n"
+            pending.clear()
+            yield self._row(row, cols, lineno)
 
     def _row(self, row: list[str], cols: _CsvColumns, line_num: int) -> Record:
         ctx = self._ctx
@@ -1260,9 +1798,11 @@ class _CsvReader:
         if not _has_text(text):
             ctx.take()
             return DROP_NO_TEXT
-        tid = _parse_id(_cell(row, cols.id).strip())
+        raw_id = _cell(row, cols.id).strip()
+        tid = _parse_id(raw_id)
+        invalid_id = tid is None and raw_id != ""
         if tid is not None and cols.bare_id and tid < _MIN_BARE_CSV_ID:
-            tid = None
+            tid = None  # a row number, not an invalid id
         if tid is None and cols.url is not None:
             m = _STATUS_URL.search(_cell(row, cols.url))
             tid = _parse_id(m.group(1)) if m else None
@@ -1271,10 +1811,10 @@ class _CsvReader:
             created=_cell(row, cols.date),
             author=_cell(row, cols.author).strip(),
             lang=_cell(row, cols.lang).strip() or None,
-            is_retweet=(bool(_cell(row, cols.retweet_of).strip()) or _truthy(_cell(row, cols.is_retweet))
-                        or _MANUAL_RT.match(text) is not None),
-            is_reply=bool(_cell(row, cols.reply_to).strip()) or _truthy(_cell(row, cols.is_reply)),
-            is_quote=bool(_cell(row, cols.quote_of).strip()) or _truthy(_cell(row, cols.is_quote)),
+            is_retweet=_flag(row, cols.retweet_of, cols.is_retweet) or _MANUAL_RT.match(text) is not None,
+            is_reply=_flag(row, cols.reply_to, cols.is_reply),
+            is_quote=_flag(row, cols.quote_of, cols.is_quote),
+            invalid_id=invalid_id,
         )
 
 
@@ -1295,6 +1835,11 @@ _ARCHIVE_ARRAY = re.compile(rb'\[\s*\{\s*"(?:tweet|noteTweet)"\s*:')
 def _decompress_head(head: bytes) -> bytes:
     """Best-effort decompression of the first bytes of a compressed file, for sniffing only."""
     return decompress_head(head, HEAD_BYTES)
+
+
+# A JavaScript assignment of a JSON array / object at the start of a file (``var tweets = [{``).
+_JS_HEAD = re.compile(rb"(?:(?:var|let|const)\s+)?([A-Za-z_$][\w$]*(?:\s*\.\s*[A-Za-z_$][\w$]*)*)\s*=\s*"
+                      rb"(?:\[\s*(?:[\[{\]\"]|\Z)|\{\s*(?:[\"}]|\Z))")
 
 
 def detect_format(path: str, head: bytes) -> str:
@@ -1323,14 +1868,19 @@ def detect_format(path: str, head: bytes) -> str:
         if not keys & _V1_MARKERS and {b"action", b"id"} <= keys:  # v2 batch compliance lines
             return FORMAT_V2
         return FORMAT_V1
+    js = _JS_HEAD.match(head)
+    if js is not None:  # ``xxx = [{...``: never text, whatever the name; the archive reader judges the prefix
+        return FORMAT_GRAILBIRD if js.group(1).lower().startswith(b"grailbird") else FORMAT_ARCHIVE
     if name.endswith((".csv", ".tsv")):
         return FORMAT_CSV
+    if any(signature.match(head) for signature, _ in _SIGNATURES):
+        return FORMAT_TEXT  # an image, a zip, ...: the text reader makes it one binary_content dead letter
     if name.endswith((".json", ".jsonl", ".ndjson")):
         return FORMAT_V1  # junk before the first value: the JSON reader dead-letters it and goes on
     if name.endswith((".txt", ".text")):
         return FORMAT_TEXT
     header = {f.strip().strip(b'"').decode("utf-8", "replace") for f in
-              re.split(rb"[,\t]", head.split(b"\n", 1)[0].strip().lower())}
+              re.split(rb"[,;\t]", head.split(b"\n", 1)[0].strip().lower())}
     if len(header) > 1 and header & set(_CSV_TEXT_COLUMNS):  # a header row naming a text column
         return FORMAT_CSV
     return FORMAT_TEXT
