@@ -92,6 +92,7 @@ def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec) -> None:
         fmt=config.fmt,
         csv_text_column=config.csv_text_column,
         include_deleted=config.include_deleted,
+        csv_delimiter=config.csv_delimiter,
     )
     cleaned = parsed.tweets | "Clean" >> CleanTweets(config.clean)
     filtered = cleaned | "Filter" >> FilterTweets(config.filter)

@@ -35,6 +35,7 @@ class RunConfig:
     fmt: str | None = None
     csv_text_column: str | None = None
     include_deleted: bool = False  # read an account archive's deleted-tweets.js (skipped by default)
+    csv_delimiter: str | None = None  # of CSV inputs; None: sniffed per file
     clean: CleanConfig = field(default_factory=CleanConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
     near_dedup: NearDedupConfig | None = field(default_factory=NearDedupConfig)  # None: off
@@ -101,6 +102,15 @@ def float_in(
 _positive_int = int_at_least(1)
 
 
+def _csv_delimiter(value: str) -> str:
+    from tweetmill.transforms.parse import parse_csv_delimiter
+
+    try:
+        return parse_csv_delimiter(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "inputs", nargs="+", help="files or globs (local, gs://, any Beam filesystem); .gz/.bz2 ok"
@@ -109,6 +119,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run in --output")
     parser.add_argument("--format", dest="fmt", choices=SOURCE_FORMATS, help="skip auto-detection")
     parser.add_argument("--csv-text-column", help="text column of generic CSV inputs (default: detected)")
+    parser.add_argument(
+        "--csv-delimiter",
+        type=_csv_delimiter,
+        help="delimiter of CSV inputs: one character or comma/semicolon/tab/pipe (default: sniffed per file)",
+    )
     parser.add_argument(
         "--include-deleted-tweets",
         action="store_true",
@@ -227,6 +242,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         fmt=args.fmt,
         csv_text_column=args.csv_text_column,
         include_deleted=args.include_deleted_tweets,
+        csv_delimiter=args.csv_delimiter,
         clean=CleanConfig(
             urls=args.urls,
             mentions=args.mentions,

@@ -3,6 +3,8 @@ usable as is (``rejection_reasons``: the CLI exits 3 when it is not)."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 from rich.console import Console
 from rich.table import Table
 from tweetmill.pipeline.terminal import safe
@@ -48,6 +50,9 @@ def print_run_report(console: Console, manifest: Manifest, output: str, seconds:
     )
     if manifest.counts.errors:
         console.print(f"dead letters: {safe(', '.join(manifest.error_files))} (in {safe(output)})")
+    skipped = Counter(f["skipped"] for f in manifest.inputs if f.get("skipped"))
+    for reason, n in sorted(skipped.items()):
+        console.print(f"skipped {n:,} file(s), not read: {safe(reason)}")
 
 
 def rejection_reasons(manifest: Manifest, max_error_share: float, output: str) -> list[str]:

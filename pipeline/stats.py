@@ -749,7 +749,7 @@ def _inputs(manifest: Manifest, kept_by_file: Counter) -> list[dict[str, Any]]:
         files.append(
             {
                 "file": item.get("file"),
-                "format": item.get("format"),
+                "format": item.get("format") or ("skipped" if item.get("skipped") else None),
                 "records": item.get("records", 0),
                 "tweets": item.get("tweets", 0),
                 "dropped": sum((item.get("dropped") or {}).values()),

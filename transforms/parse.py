@@ -1209,7 +1209,7 @@ def _escaped(data: bytes) -> str:
 def _control_fault(line: bytes, utf8: bool) -> bool:
     """Control bytes that make ``line`` binary: any NUL; in valid UTF-8 more than one per 32 bytes (a
     stray control in a tweet is tolerated); in non-UTF-8 any (legacy text has none)."""
-    if b"\x00" in line:
+    if 0 in line:  # NUL (an int needle: a plain memchr)
         return True
     n = len(line) - len(line.translate(None, _CTRL_BYTES))
     return n * 32 > len(line) if utf8 else n > 0
@@ -1886,8 +1886,9 @@ def detect_format(path: str, head: bytes) -> str:
     return FORMAT_TEXT
 
 
-def _records(path: str, stream: _SafeStream, fmt: str, csv_text_column: str | None,
-             head: bytes, notes: Counter | None, keep_deleted: bool = False) -> Iterator[Record]:
+def _records(path: str, stream: _SafeStream, fmt: str, csv_text_column: str | None, head: bytes,
+             notes: Counter | None, keep_deleted: bool = False, csv_delimiter: str | None = None
+             ) -> Iterator[Record]:
     ctx = _Context(path, fmt, notes)
     ctx.keep_deleted = keep_deleted
     chunks = _chunks(stream, head)
@@ -1898,7 +1899,7 @@ def _records(path: str, stream: _SafeStream, fmt: str, csv_text_column: str | No
     elif fmt == FORMAT_GRAILBIRD:
         records = _read_grailbird(ctx, chunks, stream)
     elif fmt == FORMAT_CSV:
-        records = _CsvReader(ctx, csv_text_column).read(_iter_lines(chunks, stream))
+        records = _CsvReader(ctx, csv_text_column, csv_delimiter).read(_iter_lines(chunks, stream))
     else:
         records = _read_text(ctx, _iter_lines(chunks, stream))
     # A value cut off by the end of input is held back one step: if the stream broke, that is the
@@ -1921,7 +1922,8 @@ def _records(path: str, stream: _SafeStream, fmt: str, csv_text_column: str | No
 
 
 def open_records(path: str, fileobj: BinaryIO, fmt: str | None = None, *, csv_text_column: str | None = None,
-                 notes: Counter | None = None, keep_deleted: bool = False) -> tuple[str, Iterator[Record]]:
+                 notes: Counter | None = None, keep_deleted: bool = False, csv_delimiter: str | None = None
+                 ) -> tuple[str, Iterator[Record]]:
     """Like ``iter_records``, also returning the format used (detected unless ``fmt`` is given).
 
     ``notes``, when given, counts the changes made to kept records (see ``_Context.notes``);
@@ -1937,14 +1939,15 @@ def open_records(path: str, fileobj: BinaryIO, fmt: str | None = None, *, csv_te
             break
         head += data
     used = fmt or detect_format(path, head)
-    return used, _records(path, stream, used, csv_text_column, head, notes, keep_deleted)
+    return used, _records(path, stream, used, csv_text_column, head, notes, keep_deleted, csv_delimiter)
 
 
-def iter_records(path: str, fileobj: BinaryIO, fmt: str | None = None, *,
-                 csv_text_column: str | None = None) -> Iterator[Tweet | DeadLetter | str]:
+def iter_records(path: str, fileobj: BinaryIO, fmt: str | None = None, *, csv_text_column: str | None = None,
+                 csv_delimiter: str | None = None) -> Iterator[Tweet | DeadLetter | str]:
     """Parse one file: each input record -> a ``Tweet``, a ``DROP_*`` reason, or a ``DeadLetter``.
 
     ``fileobj`` is the raw (possibly compressed) binary stream of ``path``; it is read incrementally.
-    ``fmt`` forces a format (default: ``detect_format``); ``csv_text_column`` names the CSV text column.
+    ``fmt`` forces a format (default: ``detect_format``); ``csv_text_column`` names the CSV text column
+    and ``csv_delimiter`` its delimiter (default: sniffed).
     """
-    return open_records(path, fileobj, fmt, csv_text_column=csv_text_column)[1]
+    return open_records(path, fileobj, fmt, csv_text_column=csv_text_column, csv_delimiter=csv_delimiter)[1]

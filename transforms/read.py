@@ -149,6 +149,7 @@ class ReadOptions:
     fmt: str | None = None  # force a format (default: detected per file)
     csv_text_column: str | None = None
     include_deleted: bool = False  # read an account archive's deleted tweets
+    csv_delimiter: str | None = None  # default: sniffed per file
 
 
 def parse_unit(unit: Unit, options: ReadOptions = ReadOptions()) -> Iterator[ParsedFile]:
@@ -171,7 +172,8 @@ def parse_unit(unit: Unit, options: ReadOptions = ReadOptions()) -> Iterator[Par
             continue
         notes: Counter = Counter()
         fmt, records = open_records(leaf.name, stream, options.fmt, csv_text_column=options.csv_text_column,
-                                    notes=notes, keep_deleted=options.include_deleted)
+                                    notes=notes, keep_deleted=options.include_deleted,
+                                    csv_delimiter=options.csv_delimiter)
         if dataset in archive.TWEET_DATASETS:
             folder = archive.load_folder(_siblings(unit, leaf), dataset)
             records = (folder.complete(r, notes) if type(r) is Tweet else r for r in records)
@@ -318,7 +320,7 @@ class ReadArchives(beam.PTransform):
     """
 
     def __init__(self, patterns: list[str], fmt: str | None = None, csv_text_column: str | None = None,
-                 batch_size: int = 1000, include_deleted: bool = False):
+                 batch_size: int = 1000, include_deleted: bool = False, csv_delimiter: str | None = None):
         super().__init__()
         if isinstance(patterns, str):
             patterns = [patterns]
@@ -329,7 +331,8 @@ class ReadArchives(beam.PTransform):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self._patterns = list(patterns)
-        self._parse = _ParseUnitsFn(ReadOptions(fmt, csv_text_column, include_deleted), batch_size)
+        options = ReadOptions(fmt, csv_text_column, include_deleted, csv_delimiter)
+        self._parse = _ParseUnitsFn(options, batch_size)
 
     def expand(self, pbegin: beam.pvalue.PBegin):  # -> DoOutputsTuple (Beam warns on that hint)
         return (
