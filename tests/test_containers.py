@@ -275,3 +275,27 @@ def test_read_archives_fans_members_out_with_one_summary_each(tmp_path: Path,
     assert_that(out[TAG_DEAD_LETTERS] | beam.combiners.Count.Globally(),
                 equal_to([sum(len(f["dead"]) for f in expected.values())]), label="Dead")
     p.run().wait_until_finish()
+
+
+def test_shards_do_not_depend_on_the_packing(tmp_path: Path, account_archive: dict[str, bytes]) -> None:
+    """The whole pipeline on the archive zip and on its extracted folder: the same rows, in the same
+    order, where only ``source_file`` differs."""
+    import pyarrow as pa
+    from tweetmill.pipeline.build import run
+    from tweetmill.pipeline.options import RunConfig
+
+    archive = tmp_path / "twitter-archive.zip"
+    archive.write_bytes(zip_bytes(account_archive))
+    folder = tmp_path / "extracted"
+    for name, data in account_archive.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    tables = []
+    for source in (archive, folder):
+        out = tmp_path / f"out-{source.name}"
+        manifest = run(RunConfig(inputs=(str(source),), output=str(out)))
+        assert manifest.counts.balanced and manifest.counts.errors == 0
+        tables.append(pa.concat_tables(
+            pa.ipc.open_file(pa.memory_map(str(out / s.file))).read_all() for s in manifest.shards
+        ).drop_columns(["source_file"]))
+    assert tables[0].num_rows > 1000 and tables[0].equals(tables[1])
