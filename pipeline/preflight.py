@@ -1,11 +1,12 @@
 """Checks that run before anything else: a mistake in an input, a shard directory or an output path is
 reported at once, every problem on its own line, instead of failing a pipeline minutes later.
 
-``expand_input`` is also what the reading side uses, so the check and the run agree on what a
-pattern stands for: a file is itself; a glob is the files it matches (Beam's syntax: ``*`` within one
-directory, ``**`` across directories); a directory is every file below it, recursively, except hidden
-ones (a name starting with ``.``, file or folder, below the given directory: ``.git``, editor swap
-files, ``.DS_Store``). On object stores (``gs://``...) a "directory" is a prefix.
+``expand_input`` follows the read stage's rules (``transforms/read.py``: ``directory_of``,
+``directory_units``), so the check and the run agree on what a pattern stands for: a file is
+itself; a glob is the files it matches (Beam's syntax: ``*`` within one directory, ``**`` across
+directories); a directory is every file below it, recursively, except hidden ones (a name starting
+with ``.``, file or folder, below the given directory: ``.git``, editor swap files, ``.DS_Store``).
+On object stores (``gs://``...) a "directory" is a prefix.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
+from tweetmill.transforms.read import directory_of
 
 if TYPE_CHECKING:
     from tweetmill.transforms.tokenize import TokenizerSpec
@@ -53,13 +55,6 @@ def _match(pattern: str) -> list[str]:
     return sorted(p for p in paths if not p.endswith("/"))
 
 
-def _is_directory(path: str) -> bool:
-    """A local directory, or an object-store prefix (a path that is not an object itself)."""
-    if is_local(path):
-        return os.path.isdir(path)
-    return path.endswith("/") or not FileSystems.exists(path)
-
-
 def expand_input(pattern: str) -> list[str]:
     """The files (Beam-readable paths, sorted) that an input pattern stands for.
 
@@ -69,7 +64,7 @@ def expand_input(pattern: str) -> list[str]:
     """
     if _GLOB.search(pattern):
         return _match(pattern)
-    if _is_directory(pattern):
+    if directory_of(pattern) is not None:  # the rule the read stage applies
         base = pattern.rstrip("/\\") or pattern  # "/" stays "/"
         files = _match(base.rstrip("/\\") + "/**")
         return [p for p in files if not _is_hidden_below(p, base)]

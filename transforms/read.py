@@ -85,13 +85,15 @@ def directory_units(directory: str) -> Iterator[Unit]:
 
 
 def directory_of(pattern: str) -> str | None:
-    """``pattern`` as a directory to read recursively, or None when it is a file or a glob."""
+    """``pattern`` as a directory to read recursively, or None when it is a file or a glob.
+
+    A local directory, or on an object store a prefix: a path that is not an object itself.
+    """
     if any(c in pattern for c in "*?["):
         return None
-    fs = FileSystems.get_filesystem(pattern)
-    if fs.has_dirs():
+    if FileSystems.get_scheme(pattern) is None:
         return pattern if os.path.isdir(pattern) else None
-    return pattern if pattern.endswith("/") else None
+    return pattern if pattern.endswith("/") or not FileSystems.exists(pattern) else None
 
 
 def summary(name: str, fmt: str | None, records: int = 0, tweets: int = 0, dropped: Counter | None = None,
