@@ -53,24 +53,27 @@ def user_errors() -> tuple[type[Exception], ...]:
     return (UsageError, DatasetError, CheckpointError, ConfigError, AttentionUnavailable)
 
 
-# Option values, checked by argparse (one line each). tweetmill.pipeline.options has the same for
-# `tweetmill run`; they are not shared because this package must not import the pipeline.
+# Option values, checked by argparse (one line each). ``tweetmill run`` uses these too: the pipeline
+# may import this torch-free module, while this package must not import the pipeline.
 
 
-def _int_at_least(low: int) -> Callable[[str], int]:
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An integer ``>= low`` (1: a positive count, 0: a count that may be zero)."""
+
     def parse(value: str) -> int:
         try:
             number = int(value)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
         if number < low:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {value}")
+            what = "a positive integer" if low == 1 else f"an integer >= {low}"
+            raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
         return number
 
     return parse
 
 
-def _number(
+def number_in(
     low: float, high: float = math.inf, *, low_open: bool = False, high_open: bool = False
 ) -> Callable[[str], float]:
     """A finite number above ``low`` (``> low`` if ``low_open``) and below ``high``."""
@@ -93,8 +96,8 @@ def _number(
     return parse
 
 
-_count = _int_at_least(1)
-_count0 = _int_at_least(0)
+_count = int_at_least(1)
+_count0 = int_at_least(0)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -109,15 +112,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         type=_count,
         help="blocks per rank per forward pass (gradient accumulation makes up the rest)",
     )
-    a("--lr", type=_number(0, low_open=True), help="peak learning rate (default: the preset's)")
-    a("--min-lr-ratio", type=_number(0, 1), help="final learning rate as a share of --lr (default 0.1)")
+    a("--lr", type=number_in(0, low_open=True), help="peak learning rate (default: the preset's)")
+    a("--min-lr-ratio", type=number_in(0, 1), help="final learning rate as a share of --lr (default 0.1)")
     a("--warmup-steps", type=_count0, help="linear warmup steps (default 5%% of --steps, at most 1000)")
-    a("--weight-decay", type=_number(0))
-    a("--grad-clip", type=_number(0), help="max gradient norm, 0 to disable (default 1.0)")
+    a("--weight-decay", type=number_in(0))
+    a("--grad-clip", type=number_in(0), help="max gradient norm, 0 to disable (default 1.0)")
     a("--seed", type=int, help="model init and data order (default 1337)")
     a(
         "--val-fraction",
-        type=_number(0, 1, high_open=True),
+        type=number_in(0, 1, high_open=True),
         help="share of tweet ids held out for validation (default 0.01)",
     )
     a("--val-interval", type=_count0, help="steps between validations, 0 for only at the end (default 250)")
@@ -139,14 +142,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     a(
         "--peak-tflops",
-        type=_number(0, low_open=True),
+        type=number_in(0, low_open=True),
         help="peak TFLOP/s of one device, for MFU (default: known GPUs)",
     )
     a("--stop-at", type=_count, help="stop after this step (with a checkpoint), to fit a time slot")
     a(
         "--time-limit",
         dest="time_limit_s",
-        type=_number(0, low_open=True),
+        type=number_in(0, low_open=True),
         help="stop after this many seconds (with a checkpoint)",
     )
     a("--threads", type=_count, help="torch CPU threads")
@@ -211,7 +214,7 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     a("--prompt", default="", help="text to continue (default: start a new tweet)")
     a("--prompt-ids", help="comma-separated token ids, instead of --prompt (no tokenizer needed)")
     a("--max-new-tokens", type=_count, default=64)
-    a("--temperature", type=_number(0), default=0.8, help="0 for greedy decoding")
+    a("--temperature", type=number_in(0), default=0.8, help="0 for greedy decoding")
     a("--top-k", type=_count0, default=50, help="sample among the k likeliest tokens, 0 for all (default 50)")
     a("--num-samples", "-n", type=_count, default=1)
     a("--seed", type=int, default=0)

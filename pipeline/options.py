@@ -11,10 +11,10 @@ import argparse
 import difflib
 import hashlib
 import json
-import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
+from tweetmill.gpu_train.cli import int_at_least, number_in
 from tweetmill.pipeline.errors import UserError
 from tweetmill.schemas.records import SOURCE_FORMATS
 from tweetmill.transforms.clean import CleanConfig
@@ -61,42 +61,6 @@ class RunConfig:
 
 
 # --- option values: argparse ``type=`` functions, so a bad value is one line before anything runs ----
-
-
-def int_at_least(low: int) -> Callable[[str], int]:
-    """An integer ``>= low`` (1: a positive count, 0: a count that may be zero)."""
-
-    def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
-        if number < low:
-            what = "a positive integer" if low == 1 else f"an integer >= {low}"
-            raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
-        return number
-
-    return parse
-
-
-def float_in(
-    low: float, high: float, *, low_open: bool = False, high_open: bool = False
-) -> Callable[[str], float]:
-    """A finite number in the interval from ``low`` to ``high`` (each end open or closed)."""
-    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-
-    def parse(value: str) -> float:
-        try:
-            number = float(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-        above = number > low if low_open else number >= low
-        below = number < high if high_open else number <= high
-        if not (math.isfinite(number) and above and below):
-            raise argparse.ArgumentTypeError(f"must be in {interval}, got {value}")
-        return number
-
-    return parse
 
 
 _positive_int = int_at_least(1)
@@ -174,7 +138,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     filt.add_argument(
         "--min-lang-confidence",
-        type=float_in(0, 1),
+        type=number_in(0, 1),
         default=FilterConfig.min_lang_confidence,
         help="below this the language is 'und' (default: %(default)s)",
     )
@@ -182,7 +146,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     dedup = parser.add_argument_group("near-duplicate removal (MinHash LSH)")
     dedup.add_argument(
         "--near-dup-threshold",
-        type=float_in(0, 1, low_open=True),
+        type=number_in(0, 1, low_open=True),
         default=NearDedupConfig.threshold,
         help="estimated Jaccard similarity of character shingles at or above which tweets "
         "are near-duplicates (default: %(default)s)",
@@ -223,7 +187,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     check = parser.add_argument_group("checking the result")
     check.add_argument(
         "--max-error-share",
-        type=float_in(0, 1),
+        type=number_in(0, 1),
         default=RunConfig.max_error_share,
         help="reject the run (exit 3) when more than this share of the records read are errors "
         "(dead letters); never changes the output (default: %(default)s)",

@@ -72,6 +72,14 @@ def tar_bytes(members: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
+def extract(members: dict[str, bytes], folder: Path) -> Path:
+    """The members written out as the folder an unzip would leave."""
+    for name, data in members.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    return folder
+
+
 def zip_bytes(members: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", method) as zf:
@@ -171,10 +179,7 @@ def test_account_archive_zip_reads_as_a_whole(tmp_path: Path, account_archive: d
 def test_extracted_archive_folder_equals_the_zip(tmp_path: Path, account_archive: dict[str, bytes]) -> None:
     archive = tmp_path / "a.zip"
     archive.write_bytes(zip_bytes(account_archive))
-    folder = tmp_path / "extracted"
-    for name, data in account_archive.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(data)
+    folder = extract(account_archive, tmp_path / "extracted")
     from_zip = read_all(archive)
     loose = {}
     for name in ("tweets.js", "note-tweet.js", "community-tweet.js"):
@@ -286,10 +291,7 @@ def test_shards_do_not_depend_on_the_packing(tmp_path: Path, account_archive: di
 
     archive = tmp_path / "twitter-archive.zip"
     archive.write_bytes(zip_bytes(account_archive))
-    folder = tmp_path / "extracted"
-    for name, data in account_archive.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(data)
+    folder = extract(account_archive, tmp_path / "extracted")
     tables = []
     for source in (archive, folder):
         out = tmp_path / f"out-{source.name}"

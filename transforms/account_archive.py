@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from tweetmill.schemas.records import Tweet
+from tweetmill.schemas.records import Tweet, source_file_name
 from tweetmill.transforms.containers import SNIFF_BYTES, Replay, peek
 from tweetmill.transforms.parse import iter_records
 
@@ -145,15 +145,14 @@ def _tweets_of(name: str, open_file: Opener) -> Iterator[Tweet]:
 
 def load_folder(siblings: Iterable[tuple[str, Opener]], dataset: str) -> ArchiveFolder:
     """The context the tweets (or notes) of ``dataset`` need from their folder's ``siblings``."""
-    folder = ArchiveFolder()
+    author_id, notes = None, []
     for name, open_file in siblings:
-        base = name.rsplit("!", 1)[-1].rsplit("/", 1)[-1].lower()
+        base = source_file_name(name).lower()
         if base == "account.js":
-            folder.author_id = read_account_id(open_file)
+            author_id = read_account_id(open_file)
         elif base.startswith("note-tweet") and dataset in TWEET_DATASETS:
-            folder.notes.notes.extend(_tweets_of(name, open_file))
-    folder.notes = Notes(folder.notes.notes)
-    return folder
+            notes.extend(_tweets_of(name, open_file))
+    return ArchiveFolder(author_id, Notes(notes))
 
 
 def merged_notes(notes: list[Tweet], siblings: Iterable[tuple[str, Opener]]) -> set[int]:
@@ -164,8 +163,7 @@ def merged_notes(notes: list[Tweet], siblings: Iterable[tuple[str, Opener]]) -> 
     if window is None:
         return taken
     for name, open_file in siblings:
-        base = name.rsplit("!", 1)[-1].rsplit("/", 1)[-1].lower()
-        if base.startswith("tweet"):
+        if source_file_name(name).lower().startswith("tweet"):
             with open_file() as f:
                 head, decoded = peek(f)
                 if ytd_dataset(decoded) not in TWEET_DATASETS:

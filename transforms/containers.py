@@ -122,16 +122,28 @@ def open_decompressor(kind: str, raw: BinaryIO) -> Any:
     raise ValueError(f"not a compression: {kind}")
 
 
-class Replay(io.RawIOBase):
+class _Reader(io.RawIOBase):
+    """A read-only stream defined by its ``read``; ``read1`` and ``readinto`` follow from it."""
+
+    def readable(self) -> bool:
+        return True
+
+    def read1(self, size: int = -1) -> bytes:
+        return self.read(size)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class Replay(_Reader):
     """A stream that first replays bytes already read (for sniffing), then reads on."""
 
     def __init__(self, prefix: bytes, stream: BinaryIO):
         super().__init__()
         self._prefix = prefix
         self._stream = stream
-
-    def readable(self) -> bool:
-        return True
 
     def read(self, size: int = -1) -> bytes:
         if self._prefix:
@@ -144,36 +156,22 @@ class Replay(io.RawIOBase):
             return out
         return self._stream.read(size)
 
-    read1 = read
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
 
 def read_head(stream: BinaryIO, size: int) -> bytes:
     """Up to ``size`` bytes (streams may return less per read)."""
-    parts, got = [], 0
-    while got < size:
-        data = stream.read(size - got)
-        if not data:
-            break
-        parts.append(data)
-        got += len(data)
-    return b"".join(parts)
+    data, failure = _read_head_safely(stream, size)
+    if failure is not None:
+        raise failure
+    return data
 
 
-class _Bounded(io.RawIOBase):
+class _Bounded(_Reader):
     """The ``size`` bytes of a tar member, read from its container positioned at their start."""
 
     def __init__(self, stream: BinaryIO, size: int):
         super().__init__()
         self._stream = stream
         self._left = size
-
-    def readable(self) -> bool:
-        return True
 
     def read(self, size: int = -1) -> bytes:
         if self._left <= 0:
@@ -182,13 +180,6 @@ class _Bounded(io.RawIOBase):
         data = self._stream.read(n)
         self._left -= len(data)
         return data
-
-    read1 = read
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
     def close(self) -> None:
         self._stream.close()
@@ -419,7 +410,7 @@ def _read_head_safely(stream: Any, size: int) -> tuple[bytes, BaseException | No
     return b"".join(parts), None
 
 
-class _Failing(io.RawIOBase):
+class _Failing(_Reader):
     """The rest of a stream that broke while its head was read: reading raises that break again,
     so the parser keeps the records before it and reports the break as it does for any stream."""
 
@@ -427,13 +418,8 @@ class _Failing(io.RawIOBase):
         super().__init__()
         self._error = error
 
-    def readable(self) -> bool:
-        return True
-
     def read(self, size: int = -1) -> bytes:
         raise self._error
-
-    read1 = read
 
 
 def _expand_tar(name: str, stream: Any, depth: int) -> Iterator[Leaf]:
