@@ -29,9 +29,8 @@ from typing import BinaryIO
 
 from tweetmill.schemas.records import Tweet, source_file_name
 from tweetmill.transforms.containers import SNIFF_BYTES, Replay, peek
-from tweetmill.transforms.parse import iter_records
+from tweetmill.transforms.parse import YTD_PREFIX, iter_records
 
-YTD_PREFIX = re.compile(rb"\s*(?:\xef\xbb\xbf)?\s*window\.YTD\.(\w+)\.part\d+\s*=", re.IGNORECASE)
 TWEET_DATASETS = frozenset(("tweets", "tweet", "community_tweet", "community_tweets"))
 NOTE_DATASETS = frozenset(("note_tweet", "note_tweets"))
 DELETED_DATASETS = frozenset(("deleted_tweets", "deleted_tweet"))
@@ -42,10 +41,17 @@ SKIP_PRIVATE = "account archive: direct messages are private and never read"
 SKIP_DELETED = "account archive: deleted tweets (read them with --include-deleted-tweets)"
 
 
+def _ytd(head: bytes) -> tuple[str | None, bytes]:
+    """The dataset a file's first (decoded) bytes assign (``window.YTD.<dataset>.partN =``), and
+    what follows the assignment; the parser reads the same prefix (``parse.YTD_PREFIX``)."""
+    body = head.lstrip().removeprefix(b"\xef\xbb\xbf")
+    m = YTD_PREFIX.match(body)
+    return (m.group(1).decode("ascii").lower(), body[m.end():]) if m else (None, b"")
+
+
 def ytd_dataset(head: bytes) -> str | None:
     """The archive dataset a file holds (``tweets``, ``like``...), from its first (decoded) bytes."""
-    m = YTD_PREFIX.match(head)
-    return m.group(1).decode("ascii").lower() if m else None
+    return _ytd(head)[0]
 
 
 def skip_reason(dataset: str | None, include_deleted: bool) -> str:
@@ -125,11 +131,11 @@ def read_account_id(open_file: Opener) -> int | None:
     """``accountId`` of an ``account.js`` (a few hundred bytes), None when it is not one."""
     with open_file() as f:
         data = peek(f, SNIFF_BYTES)[1]
-    m = YTD_PREFIX.match(data)
-    if m is None or m.group(1).lower() != b"account":
+    dataset, body = _ytd(data)
+    if dataset != "account":
         return None
     try:
-        doc = json.loads(data[m.end():])
+        doc = json.loads(body)
         value = doc[0]["account"]["accountId"]
         return int(value) if str(value).isdigit() else None
     except (ValueError, KeyError, IndexError, TypeError):

@@ -50,6 +50,7 @@ from tweetmill.schemas.records import (
     DeadLetter,
     Tweet,
     derived_tweet_id,
+    source_file_name,
 )
 from tweetmill.transforms.containers import (
     COMPRESSIONS,
@@ -1076,7 +1077,7 @@ def _read_json(ctx: _Context, chunks: Iterable[bytes], stream: _SafeStream | Non
 
 
 # Archive prefixes, in the spellings real archives use (any case, spaces around the dots).
-_YTD_PREFIX = re.compile(rb"\s*window\s*\.\s*YTD\s*\.\s*(\w+)\s*\.\s*part\d+\s*=", re.IGNORECASE)
+YTD_PREFIX = re.compile(rb"\s*window\s*\.\s*YTD\s*\.\s*(\w+)\s*\.\s*part\d+\s*=", re.IGNORECASE)
 _GRAILBIRD_PREFIX = re.compile(rb"\s*Grailbird\s*\.\s*data\s*\.\s*(\w+)\s*=", re.IGNORECASE)
 # Any other JavaScript assignment of a JSON value: ``var tweets = [``, ``window.YTD_tweets.part0 = [``.
 _JS_ASSIGNMENT = re.compile(
@@ -1117,8 +1118,8 @@ def _read_unknown_assignment(ctx: _Context, m: re.Match, chunks: Iterator[bytes]
 
 
 def _read_archive(ctx: _Context, chunks: Iterable[bytes], stream: _SafeStream) -> Iterator[Record]:
-    m, chunks, offset = _strip_assignment(chunks, _YTD_PREFIX)
-    if m is not None and m.re is not _YTD_PREFIX:
+    m, chunks, offset = _strip_assignment(chunks, YTD_PREFIX)
+    if m is not None and m.re is not YTD_PREFIX:
         yield from _read_unknown_assignment(ctx, m, chunks, stream, offset)
         return
     if m is not None:
@@ -1579,7 +1580,6 @@ def _flag(row: list[str], value: int | None, truthy: int | None) -> bool:
 
 _CSV_DELIMITERS = (",", ";", "\t")
 _CSV_DELIMITER_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
-_TSV_NAME = re.compile(r"\.(?:tsv|tab)(?:\.(?:gz|gzip|bz2|xz|zst|zstd))?$", re.IGNORECASE)
 _CSV_SNIFF_CHARS = 64 << 10  # the head the delimiter is sniffed from ...
 _CSV_SNIFF_ROWS = 50  # ... at most this many rows of it
 # A record whose quoted field is still open after this many characters is a runaway (unterminated)
@@ -1739,7 +1739,7 @@ class _CsvReader:
         ctx = self._ctx
         side: list[DeadLetter] = []
         source = _CsvSource(_LineDecoder(lines, ctx), side)
-        hint = "\t" if _TSV_NAME.search(ctx.path.rstrip("/")) else ","
+        hint = "\t" if source_file_name(ctx.path).lower().endswith((".tsv", ".tab")) else ","
         delimiter, quoting = _sniff_dialect(source.peek(_CSV_SNIFF_CHARS), self._delimiter, hint,
                                             self._text_column)
         reader = csv.reader(source.lines(), delimiter=delimiter, quoting=quoting, strict=True)
@@ -1822,7 +1822,6 @@ class _CsvReader:
 # Format detection and the public core API
 # ---------------------------------------------------------------------------------------------------
 
-_COMPRESSION_SUFFIXES = (".gz", ".gzip", ".bz2", ".xz", ".zst", ".zstd")
 _JSON_KEY = re.compile(rb'"([A-Za-z_]\w*)"\s*:')
 _V2_MARKERS = frozenset((b"edit_history_tweet_ids", b"author_id", b"conversation_id", b"referenced_tweets",
                          b"__twarc", b"matching_rules", b"includes", b"public_metrics", b"reply_settings",
@@ -1850,11 +1849,7 @@ def detect_format(path: str, head: bytes) -> str:
     head = _decompress_head(head).lstrip(b" \t\r\n")
     if head.startswith(_UTF8_BOM):
         head = head[3:].lstrip(b" \t\r\n")
-    name = path.lower().rstrip("/")
-    for suffix in _COMPRESSION_SUFFIXES:
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
+    name = source_file_name(path).lower()
     if head.startswith(b"window.YTD."):
         return FORMAT_ARCHIVE
     if head.startswith(b"Grailbird.data."):
