@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_near_dedup_data import load_corpus, make_variant, random_link, unique_ids
 from tweetmill.schemas.records import Tweet
-from tweetmill.transforms.near_dedup import NearDedupConfig, near_duplicate_pairs, shingle_strings
+from tweetmill.transforms.minhash import shingle_strings
+from tweetmill.transforms.near_dedup import NearDedupConfig, near_duplicate_pairs
 
 THRESHOLDS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
 

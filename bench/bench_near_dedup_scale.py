@@ -265,13 +265,8 @@ def run_child(cmd: list[str], env: dict | None = None, timeout: float | None = N
 def signature_benchmarks(sample: list[str], workdir: Path) -> dict:
     import numpy as np
     from datasketch import MinHash
-    from tweetmill.transforms.near_dedup import (
-        NearDedupConfig,
-        minhash_signatures,
-        permutations,
-        shingle_strings,
-        shingles,
-    )
+    from tweetmill.transforms.minhash import minhash_signatures, permutations, shingle_strings, shingles
+    from tweetmill.transforms.near_dedup import NearDedupConfig
 
     config = NearDedupConfig()
     minhash_signatures(sample[:100], config)  # warm caches (permutations)

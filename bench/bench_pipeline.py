@@ -30,14 +30,13 @@ def main() -> None:
     parser.add_argument("--lang-engine", default="profiles")
     args = parser.parse_args()
 
-    from tweetmill.pipeline.build import output_spec, run
+    from tweetmill.pipeline.build import filter_stages, output_spec, run
     from tweetmill.pipeline.options import RunConfig
     from tweetmill.schemas.records import Tweet
     from tweetmill.schemas.shard import shard_schema
     from tweetmill.transforms.clean import CleanConfig, clean_batch
     from tweetmill.transforms.dedup import dedup_batch, normalized_text_key, text_survivor_order
-    from tweetmill.transforms.filter import FilterConfig, detect_languages, filter_batch
-    from tweetmill.transforms.langid import make_detector
+    from tweetmill.transforms.language import DetectLanguage, LanguageConfig
     from tweetmill.transforms.near_dedup import NearDedupConfig, near_duplicates
     from tweetmill.transforms.parse import iter_records
     from tweetmill.transforms.tokenize import TokenizerSpec, load_tokenizer, tokenize_batch
@@ -61,15 +60,23 @@ def main() -> None:
         stages["parse"] = time.perf_counter() - start
         n = len(tweets)
         tweets, stages["clean"] = timed(clean_batch, tweets, CleanConfig())
-        filter_config = FilterConfig(lang_engine=args.lang_engine)
-        (tweets, _), stages["filter"] = timed(filter_batch, tweets, filter_config)
+        language = DetectLanguage(LanguageConfig(lang_engine=args.lang_engine))
+        config = RunConfig(inputs=tuple(str(p) for p in inputs), output=str(Path(tmp) / "out"),
+                           stages={language.name: language.config})
+
+        def apply_filters(batch):
+            for stage in filter_stages(config):
+                batch, _ = stage.process_batch(batch)
+            return batch
+
+        tweets, stages["filter"] = timed(apply_filters, tweets)
         (tweets, _), stages["dedup"] = timed(
             dedup_batch, tweets, lambda t: normalized_text_key(t.text), text_survivor_order
         )
         (tweets, _), stages["near dedup"] = timed(near_duplicates, tweets, NearDedupConfig())
-        detector = make_detector(args.lang_engine)
-        detector.detect_batch(["warm up"])
-        (tweets, _), stages["language"] = timed(detect_languages, tweets, detector, filter_config)
+        language.setup()
+        language.process_batch([tweets[0]])  # warm up
+        (tweets, _), stages["language"] = timed(language.process_batch, tweets)
         tokenizer = load_tokenizer(TokenizerSpec())
         tweets, stages["tokenize"] = timed(tokenize_batch, tokenizer, tweets)
         schema = shard_schema(
@@ -85,11 +92,6 @@ def main() -> None:
             print(f"{name:<12}{1e6 * seconds / n:>10.1f}{n / seconds:>12,.0f}{100 * seconds / total:>7.1f}%")
         print(f"{'all stages':<12}{1e6 * total / n:>10.1f}{n / total:>12,.0f}")
 
-        config = RunConfig(
-            inputs=tuple(str(p) for p in inputs),
-            output=str(Path(tmp) / "out"),
-            filter=filter_config,
-        )
         output_spec(config)  # load the tokenizer outside the timed run
         manifest, seconds = timed(run, config, ["--direct_num_workers=1"])
         rate = manifest.counts.read / seconds

@@ -60,6 +60,7 @@ def write_shards(out: Path, tweets: int, num_shards: int, seed: int = 0) -> None
     import pyarrow.compute as pc
     from tweetmill.schemas.manifest import ShardEntry, TokenizerInfo
     from tweetmill.schemas.shard import SHARD_FIELDS, shard_file_name, shard_schema
+    from tweetmill.schemas.shard_dir import TOKENIZER_NAME
     from tweetmill.transforms.tokenize import (
         TokenizerSpec,
         encode_batch,
@@ -86,7 +87,7 @@ def write_shards(out: Path, tweets: int, num_shards: int, seed: int = 0) -> None
     files = pa.array([f"gs://archive/part-{i:03d}.jsonl.gz" for i in range(40)])
     formats = pa.array(["v1", "v2", "archive", "csv", "text"])
     out.mkdir(parents=True, exist_ok=True)
-    (out / "tokenizer.json").write_bytes(read_tokenizer_bytes(tok.source))
+    (out / TOKENIZER_NAME).write_bytes(read_tokenizer_bytes(tok.source))
     entries = []
     next_id = 10**15
     for index in range(num_shards):
@@ -156,6 +157,7 @@ def write_manifest(out: Path, entries: list, info, fingerprint: str) -> None:
 def subset(src: Path, dst: Path, count: int) -> None:
     """A directory holding (symlinks to) the first ``count`` shards of ``src``, with its own manifest."""
     from tweetmill.schemas.manifest import MANIFEST_NAME, Manifest
+    from tweetmill.schemas.shard_dir import TOKENIZER_NAME
 
     manifest = Manifest.from_json((src / MANIFEST_NAME).read_text(encoding="utf-8"))
     dst.mkdir(parents=True, exist_ok=True)
@@ -163,9 +165,9 @@ def subset(src: Path, dst: Path, count: int) -> None:
         link = dst / entry.file
         if not link.exists():
             link.symlink_to(src / entry.file)
-    tokenizer = dst / "tokenizer.json"
+    tokenizer = dst / TOKENIZER_NAME
     if not tokenizer.exists():
-        tokenizer.symlink_to(src / "tokenizer.json")
+        tokenizer.symlink_to(src / TOKENIZER_NAME)
     write_manifest(dst, manifest.shards[:count], manifest.tokenizer, manifest.run_fingerprint)
 
 
@@ -238,10 +240,12 @@ def main() -> int:
         write_shards(Path(args.write), args.tweets, args.shards)
         return 0
 
+    from tweetmill.schemas.manifest import MANIFEST_NAME
+
     with tempfile.TemporaryDirectory(prefix="bench-stats-") as tmp:
         root = Path(args.dir or tmp)
         full = root / "all"
-        if not (full / "manifest.json").exists():
+        if not (full / MANIFEST_NAME).exists():
             started = time.perf_counter()
             # in a child, so that no process measured below inherits the generator's memory
             write = [sys.executable, __file__, "--write", str(full), "--tweets", str(args.tweets)]
@@ -253,7 +257,7 @@ def main() -> int:
         print(
             f"stats throughput (target >= {TARGET / 1e6:.0f}M tokens/s; best of {args.repeats}, warm cache)"
         )
-        from tweetmill.pipeline.stats import default_workers
+        from tweetmill.pipeline.stats_scan import default_workers
 
         ok = True
         default = args.workers or default_workers()

@@ -26,18 +26,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 from numpy.lib.stride_tricks import as_strided
-from tweetmill.schemas import MANIFEST_NAME, SHARD_FORMAT_VERSION, Manifest, ShardEntry, check_shard_schema
-from tweetmill.schemas.shard import (
-    META_EOS_ID,
-    META_NUM_SHARDS,
-    META_RUN_FINGERPRINT,
-    META_TOKENIZER_SHA256,
-    META_VOCAB_SIZE,
-    SHARD_PREFIX,
-    SHARD_SUFFIX,
-    schema_metadata,
-    splitmix64,
-)
+from tweetmill.schemas import Manifest, ShardEntry, check_shard_schema
+from tweetmill.schemas import shard_dir as sd
+from tweetmill.schemas.shard import META_SHARD_INDEX, schema_metadata, splitmix64
+from tweetmill.schemas.shard_dir import SHARD_GLOB, ShardDirError, list_layout
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +43,9 @@ _DOC_INFO = np.dtype([("start", np.int64), ("length", np.int64), ("source", np.i
 _EOS_SAMPLE = 1024  # documents per shard whose trailing EOS is checked on every open
 
 
-class DatasetError(ValueError):
-    """A shard directory the trainer must not read; the message says which file and why."""
+# A shard directory the trainer must not read; the message says which file and why. The trainer's
+# name for ``schemas.shard_dir``'s error, so what the shared reader refuses is refused here alike.
+DatasetError = ShardDirError
 
 
 @dataclass
@@ -151,22 +144,10 @@ def dataset_fingerprint(manifest: Manifest) -> str:
 
 
 def read_manifest(root: str | Path) -> Manifest:
-    root = Path(root)
-    path = root / MANIFEST_NAME
-    if not path.is_file():
-        raise DatasetError(
-            f"{root}: no {MANIFEST_NAME}; not a finished tweetmill shard directory "
-            "(the pipeline writes the manifest last)"
-        )
-    try:
-        manifest = Manifest.from_json(path.read_text(encoding="utf-8"))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DatasetError(f"{path}: unreadable manifest: {exc}") from exc
-    if manifest.shard_format_version != SHARD_FORMAT_VERSION:
-        raise DatasetError(
-            f"{path}: shard format version {manifest.shard_format_version} is not supported "
-            f"(this trainer reads {SHARD_FORMAT_VERSION})"
-        )
+    """The manifest of ``root``, which must list shards of the format this trainer reads."""
+    manifest = sd.read_manifest(root)
+    path = str(Path(root) / sd.MANIFEST_NAME)
+    sd.check_shard_format(manifest, path)
     if not manifest.shards:
         raise DatasetError(f"{path}: the manifest lists no shards")
     return manifest
@@ -177,7 +158,7 @@ def open_shards(root: str | Path, *, verify: bool = False) -> ShardSet:
     root = Path(root)
     manifest = read_manifest(root)
     listed = [s.file for s in manifest.shards]
-    on_disk = sorted(p.name for p in root.glob(f"{SHARD_PREFIX}*{SHARD_SUFFIX}"))
+    on_disk = sorted(p.name for p in root.glob(SHARD_GLOB))
     missing = [f for f in listed if not (root / f).is_file()]
     if missing:
         raise DatasetError(f"{root}: shard(s) listed in the manifest are missing: {', '.join(missing)}")
@@ -209,10 +190,9 @@ def open_shards(root: str | Path, *, verify: bool = False) -> ShardSet:
             check_shard_schema(reader.schema)
         except ValueError as exc:
             raise DatasetError(f"{path}: {exc}") from exc
-        meta = schema_metadata(reader.schema)
         if first is None:
-            first = (entry.file, meta)
-        _check_metadata(path, meta, first, manifest)
+            first = (entry.file, schema_metadata(reader.schema))
+        _check_metadata(path, reader.schema, first, manifest)
         _check_size(path, entry, buf.size)
         file_view = _file_view(buf)
         file_source: int | None = None
@@ -226,7 +206,10 @@ def open_shards(root: str | Path, *, verify: bool = False) -> ShardSet:
             rows += batch.num_rows
             if batch.num_rows == 0:
                 continue
-            offsets, values = list_layout(batch.column(batch.schema.get_field_index("tokens")))
+            tokens_column = batch.column(batch.schema.get_field_index("tokens"))
+            if tokens_column.null_count:
+                raise DatasetError(f"{path}: record batch {i}: the tokens column has nulls")
+            offsets, values = list_layout(tokens_column)
             lengths = np.diff(offsets).astype(np.int64)
             num_tokens = batch.column(batch.schema.get_field_index("num_tokens")).to_numpy()
             if not np.array_equal(num_tokens, lengths):
@@ -279,39 +262,17 @@ def open_shards(root: str | Path, *, verify: bool = False) -> ShardSet:
     return shard_set
 
 
-def list_layout(tokens: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Offsets (into ``values``) and the values buffer of a list<int32> column, both zero-copy.
-
-    ``ListArray.values`` ignores a slice's offset but ``ListArray.offsets`` honours it, so offsets
-    index the unsliced values: always use them together.
-    """
-    if isinstance(tokens, pa.ChunkedArray):
-        raise TypeError("list_layout takes one array, not a ChunkedArray")
-    if tokens.null_count:
-        raise DatasetError("tokens column has nulls")
-    offsets = tokens.offsets.to_numpy(zero_copy_only=True)
-    values = tokens.values.to_numpy(zero_copy_only=True)
-    return offsets, values
-
-
-def _check_metadata(path: Path, meta: dict[str, str], first: tuple[str, dict[str, str]], m: Manifest) -> None:
+def _check_metadata(path: Path, schema: pa.Schema, first: tuple[str, dict[str, str]], m: Manifest) -> None:
+    """The shard's metadata against the manifest (``schemas.shard_dir``); a value that differs from
+    the first shard's too is reported as shards of different runs."""
     first_file, first_meta = first
-    checks = [
-        (META_TOKENIZER_SHA256, "tokenizer sha256", m.tokenizer.sha256),
-        (META_VOCAB_SIZE, "vocab size", str(m.tokenizer.vocab_size)),
-        (META_EOS_ID, "eos id", str(m.tokenizer.eos_id)),
-        (META_RUN_FINGERPRINT, "run fingerprint", m.run_fingerprint),
-        (META_NUM_SHARDS, "shard count", str(len(m.shards))),
-    ]
-    for key, what, want in checks:
-        got = meta.get(key)
-        if got != first_meta.get(key):
+    for bad in sd.metadata_mismatches(schema, m, path.name):
+        if bad.key != META_SHARD_INDEX and bad.got != first_meta.get(bad.key):
             raise DatasetError(
-                f"{path}: {what} {got!r} differs from {first_file}'s {first_meta.get(key)!r}: "
+                f"{path}: {bad.label} {bad.got!r} differs from {first_file}'s {first_meta.get(bad.key)!r}: "
                 "the shards come from different runs or tokenizers"
             )
-        if got != want:
-            raise DatasetError(f"{path}: {what} {got!r} differs from the manifest's {want!r}")
+        raise DatasetError(f"{path}: {bad.label} {bad.got!r} differs from the manifest's {bad.want!r}")
 
 
 def _check_size(path: Path, entry: ShardEntry, size: int) -> None:

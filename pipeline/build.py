@@ -25,15 +25,21 @@ from tweetmill.pipeline.outputs import (
     remove_temps,
     run_failure,
 )
-from tweetmill.pipeline.stats import read_manifest
-from tweetmill.schemas.manifest import Manifest, TokenizerInfo
+from tweetmill.pipeline.stats_io import read_manifest
+from tweetmill.pipeline.user_filters import pickle_by_value
+from tweetmill.schemas.manifest import Manifest, StageRecord, TokenizerInfo
 from tweetmill.schemas.records import Tweet
+from tweetmill.transforms.audit import SampleDropped, WriteDropped
 from tweetmill.transforms.clean import CleanTweets
 from tweetmill.transforms.common import TAG_DEAD_LETTERS, TAG_DROPPED
 from tweetmill.transforms.dedup import DeduplicateIds, DeduplicateTexts
-from tweetmill.transforms.filter import DetectLanguage, FilterTweets
+from tweetmill.transforms.filters.empty import EmptyText
+from tweetmill.transforms.filters.length import Length
+from tweetmill.transforms.filters.retweets import Retweets
+from tweetmill.transforms.language import DetectLanguage
 from tweetmill.transforms.near_dedup import TAG_SAMPLES, TAG_STATS, RemoveNearDuplicates
 from tweetmill.transforms.read import TAG_FILES, ReadArchives
+from tweetmill.transforms.stage import KIND_USER, TAG_DROPPED_TWEETS, ApplyStage, Stage
 from tweetmill.transforms.tokenize import TokenizeTweets, load_tokenizer
 from tweetmill.transforms.write import (
     ID_CONFLICT_SAMPLE_NAME,
@@ -44,6 +50,12 @@ from tweetmill.transforms.write import (
     local_path,
     temp_dirs,
 )
+
+# The tweet-by-tweet filters, in the order they run: after cleaning, before deduplication (cheap
+# rules first, so the shuffles carry fewer tweets). Adding a filter is one module and one line here.
+FILTERS: tuple[type[Stage], ...] = (EmptyText, Retweets, Length)
+# The stages whose options ``tweetmill run`` offers, derived from their ``Config`` (stage_options.py).
+CONFIGURABLE_STAGES: tuple[type[Stage], ...] = (*FILTERS, DetectLanguage)
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +77,17 @@ class _Unbatch(beam.PTransform):
         return batches | "Flatten" >> beam.FlatMap(lambda batch: batch).with_output_types(Tweet)
 
 
+def filter_stages(config: RunConfig) -> list[Stage]:
+    """The filters this run applies, in order: the built-in ones its options leave on, then the user's."""
+    built_in = [stage(config.stage_config(stage)) for stage in FILTERS]
+    return [stage for stage in built_in if stage.enabled()] + [f.load() for f in config.user_filters]
+
+
+def declared(stage, kind: str | None = None) -> StageRecord:
+    """A stage's entry in the manifest, before its counts are known."""
+    return StageRecord(stage.name, kind or stage.kind, dict.fromkeys(stage.reasons, 0), stage.description)
+
+
 def output_spec(config: RunConfig) -> OutputSpec:
     tok = load_tokenizer(config.tokenizer)
     ver = tweetmill_version()
@@ -82,11 +105,30 @@ def output_spec(config: RunConfig) -> OutputSpec:
         rows_per_shard=config.rows_per_shard,
         config=config.to_dict(),
         created_by=f"tweetmill {ver}",
+        stages=tuple(run_stages(config)),
+        write_dropped=config.write_dropped,
     )
 
 
+def run_stages(config: RunConfig) -> list[StageRecord]:
+    """The stages of this run in pipeline order, as the manifest records them."""
+    user = {f.name for f in config.user_filters}
+    stages = [
+        declared(ReadArchives),
+        declared(CleanTweets),
+        *(declared(s, KIND_USER if s.name in user else None) for s in filter_stages(config)),
+        declared(DeduplicateIds),
+        declared(DeduplicateTexts),
+    ]
+    if config.near_dedup is not None:
+        stages.append(declared(RemoveNearDuplicates))
+    stages += [declared(DetectLanguage), declared(TokenizeTweets)]
+    return stages
+
+
 def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec) -> None:
-    """Archive files → clean → filter → exact dedup → near dedup → language → tokenize → shards + manifest."""
+    """Archives → clean → filters → id, exact, near dedup → language → tokenize → shards + manifest."""
+    audit = config.write_dropped
     parsed = p | "ReadArchives" >> ReadArchives(
         list(config.inputs),
         fmt=config.fmt,
@@ -94,36 +136,56 @@ def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec) -> None:
         include_deleted=config.include_deleted,
         csv_delimiter=config.csv_delimiter,
     )
-    cleaned = parsed.tweets | "Clean" >> CleanTweets(config.clean)
-    filtered = cleaned | "Filter" >> FilterTweets(config.filter)
-    unique_ids = filtered.tweets | "Unbatch" >> _Unbatch() | "DeduplicateIds" >> DeduplicateIds()
-    unique_texts = unique_ids.tweets | "DeduplicateTexts" >> DeduplicateTexts()
-    drops = [parsed[TAG_DROPPED], filtered[TAG_DROPPED], unique_ids[TAG_DROPPED], unique_texts[TAG_DROPPED]]
+    drops = [parsed[TAG_DROPPED]]
+    dropped_tweets = []  # (stage, reason, tweet) of every stage after parsing
+    stage_stats, side_samples = [], []
+
+    def apply(batches, stage: Stage):
+        out = batches | stage.name >> ApplyStage(stage)
+        drops.append(out[TAG_DROPPED])
+        dropped_tweets.append(out[TAG_DROPPED_TWEETS])
+        return out.tweets
+
+    batches = parsed.tweets | "Clean" >> CleanTweets(config.clean)
+    for stage in filter_stages(config):
+        pickle_by_value(stage)
+        batches = apply(batches, stage)
+    tweets = batches | "Unbatch" >> _Unbatch()
+
+    unique_ids = tweets | "DeduplicateIds" >> DeduplicateIds(audit=audit)
+    drops.append(unique_ids[TAG_DROPPED])
+    dropped_tweets.append(unique_ids[TAG_DROPPED_TWEETS])
+    stage_stats.append(unique_ids[TAG_STATS])
+    name_sample = beam.Map(lambda rows: (ID_CONFLICT_SAMPLE_NAME, rows))
+    side_samples.append(unique_ids[TAG_SAMPLES] | "NameIdConflictSample" >> name_sample)
+    unique_texts = unique_ids.tweets | "DeduplicateTexts" >> DeduplicateTexts(audit=audit)
+    drops.append(unique_texts[TAG_DROPPED])
+    dropped_tweets.append(unique_texts[TAG_DROPPED_TWEETS])
     distinct = unique_texts.tweets
-    # Stage stats go to the manifest's ``stages``; samples to side files beside the shards.
-    stage_stats = [unique_ids[TAG_STATS]]
-    side_samples = [
-        unique_ids[TAG_SAMPLES]
-        | "NameIdConflictSample" >> beam.Map(lambda rows: (ID_CONFLICT_SAMPLE_NAME, rows))
-    ]
     if config.near_dedup is not None:
-        near = unique_texts.tweets | "RemoveNearDuplicates" >> RemoveNearDuplicates(
+        near = distinct | "RemoveNearDuplicates" >> RemoveNearDuplicates(
             config.near_dedup, partitions=config.near_dup_partitions
         )
         distinct = near.tweets
         drops.append(near[TAG_DROPPED])
+        dropped_tweets.append(near[TAG_DROPPED_TWEETS])
         stage_stats.append(near[TAG_STATS])
         side_samples.append(near[TAG_SAMPLES])
-    stages = stage_stats | "AllStageStats" >> beam.Flatten()
-    samples = side_samples | "AllSamples" >> beam.Flatten()
-    languages = distinct | "DetectLanguage" >> DetectLanguage(config.filter)
-    drops.append(languages[TAG_DROPPED])
-    tokenized = languages.tweets | "Tokenize" >> TokenizeTweets(config.tokenizer)
+
+    batches = distinct | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=1024)
+    batches = apply(batches, DetectLanguage(config.language))
+    tokenized = batches | "Tokenize" >> TokenizeTweets(config.tokenizer)
 
     shards = tokenized | "WriteShards" >> WriteShards(spec)
     error_files = parsed[TAG_DEAD_LETTERS] | "WriteDeadLetters" >> WriteDeadLetters(spec)
+    all_dropped = dropped_tweets | "AllDroppedTweets" >> beam.Flatten()
+    if audit:
+        dropped_files = all_dropped | "WriteDropped" >> WriteDropped(spec)
+    else:
+        dropped_files = p | "NoDroppedFiles" >> beam.Create([])
+        side_samples.append(all_dropped | "SampleDropped" >> SampleDropped())
 
-    dropped = drops | "AllDrops" >> beam.Flatten() | "SumDropsByReason" >> beam.CombinePerKey(sum)
+    dropped = drops | "AllDrops" >> beam.Flatten() | "SumDropsByStageAndReason" >> beam.CombinePerKey(sum)
     read = (
         [
             parsed.tweets | "CountParsed" >> beam.Map(len),
@@ -138,11 +200,12 @@ def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec) -> None:
         num_shards=shards["num_shards"],
         written=shards["written"],
         error_files=error_files,
+        dropped_files=dropped_files,
         read=read,
         dropped=dropped,
-        stages=stages,
+        stages=stage_stats | "AllStageStats" >> beam.Flatten(),
         inputs=parsed[TAG_FILES],
-        samples=samples,
+        samples=side_samples | "AllSamples" >> beam.Flatten(),
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from tweetmill.pipeline.stats import visible
+from tweetmill.pipeline.stats_print import count_text, share_text, size_text, visible
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +68,6 @@ details summary { cursor: pointer; color: #3b6fb6; }
 
 def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
-
-
-def _n(value: int) -> str:
-    return f"{value:,}"
-
-
-def _pct(n: int, total: int) -> str:
-    return f"{100 * n / total:.1f} %" if total else "-"
 
 
 def _figure(width: float, height: float) -> tuple[Any, Any]:
@@ -266,13 +258,6 @@ def _table(headers: list[str], rows: list[list[Any]], numeric: set[int], wrap: s
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _size(n_bytes: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n_bytes >= scale:
-            return f"{n_bytes / scale:,.2f} {unit}"
-    return f"{n_bytes} B"
-
-
 def render_html(stats: dict[str, Any], top: int = 15) -> str:
     """The whole page, as a string."""
     rows, tokens = stats["rows"], stats["tokens"]
@@ -280,12 +265,12 @@ def render_html(stats: dict[str, Any], top: int = 15) -> str:
     funnel = stats["funnel"]
     months = list(stats["tweets_per_month"])
     cards = [
-        ("tweets", _n(rows)),
-        ("tokens", _n(tokens)),
-        ("shards", _n(stats["shards"])),
-        ("size", _size(stats["bytes"])),
+        ("tweets", count_text(rows)),
+        ("tokens", count_text(tokens)),
+        ("shards", count_text(stats["shards"])),
+        ("size", size_text(stats["bytes"])),
         ("tokens / tweet", f"{tpt['mean']:.1f}"),
-        ("kept of read", _pct(funnel["kept"], funnel["read"])),
+        ("kept of read", share_text(funnel["kept"], funnel["read"])),
         ("time span", f"{months[0][:4]}–{months[-1][:4]}" if months else "-"),
     ]
     parts = [
@@ -333,22 +318,24 @@ def _balance(funnel: dict[str, Any]) -> str:
     ok = funnel["balanced"]
     verdict = '<span class="ok">balanced</span>' if ok else '<span class="bad">NOT balanced</span>'
     return (
-        f'<p class="note">read {_n(funnel["read"])} = kept {_n(funnel["kept"])} + dropped '
-        f"{_n(funnel['dropped'])} + errors {_n(funnel['errors'])}; {_n(funnel['rows_in_shards'])} rows in "
-        f"the shards: {verdict}</p>"
+        f'<p class="note">read {count_text(funnel["read"])} = kept {count_text(funnel["kept"])} + dropped '
+        f"{count_text(funnel['dropped'])} + errors {count_text(funnel['errors'])}; "
+        f"{count_text(funnel['rows_in_shards'])} rows in the shards: {verdict}</p>"
     )
 
 
 def _dedup(dedup: dict[str, Any]) -> str:
     text = (
-        f"Dedup: {_n(dedup['duplicate_id'])} repeated ids, {_n(dedup['exact_duplicate'])} exact and "
-        f"{_n(dedup['near_duplicate'])} near duplicates removed."
+        f"Dedup: {count_text(dedup['duplicate_id'])} repeated ids, "
+        f"{count_text(dedup['exact_duplicate'])} exact and "
+        f"{count_text(dedup['near_duplicate'])} near duplicates removed."
     )
     near = dedup.get("near_dedup")
     if near:
         text += (
-            f" Near-duplicate clusters: {_n(near.get('clusters', 0))}, the largest "
-            f"{_n(near.get('largest_cluster', 0))} tweets (threshold {_e(near.get('threshold', '?'))})."
+            f" Near-duplicate clusters: {count_text(near.get('clusters', 0))}, the largest "
+            f"{count_text(near.get('largest_cluster', 0))} tweets "
+            f"(threshold {_e(near.get('threshold', '?'))})."
         )
     elif not dedup["near_duplicate"]:
         text += " No near-dedup stage in this run."
@@ -357,19 +344,20 @@ def _dedup(dedup: dict[str, Any]) -> str:
 
 def _counts(counts: dict[str, int], total: int, key: str, top: int) -> str:
     items = list(counts.items())
-    rows = [[_e(k), _n(n), _pct(n, total)] for k, n in items[:top]]
+    rows = [[_e(k), count_text(n), share_text(n, total)] for k, n in items[:top]]
     if len(items) > top:
         rest = sum(n for _, n in items[top:])
-        rows.append([f"({len(items) - top} more)", _n(rest), _pct(rest, total)])
+        rows.append([f"({len(items) - top} more)", count_text(rest), share_text(rest, total)])
     return _table([key, "tweets", "share"], rows, {1, 2})
 
 
 def _flags(stats: dict[str, Any]) -> str:
     f, rows = stats["flags"], stats["rows"]
     return (
-        f'<p class="note">replies {_pct(f["is_reply"], rows)} · quotes {_pct(f["is_quote"], rows)} · '
-        f"retweets {_pct(f['is_retweet'], rows)} · derived ids {_pct(f['id_derived'], rows)} · "
-        f"author known {_pct(f['author_known'], rows)}</p>"
+        f'<p class="note">replies {share_text(f["is_reply"], rows)} · '
+        f"quotes {share_text(f['is_quote'], rows)} · "
+        f"retweets {share_text(f['is_retweet'], rows)} · derived ids {share_text(f['id_derived'], rows)} · "
+        f"author known {share_text(f['author_known'], rows)}</p>"
     )
 
 
@@ -378,7 +366,7 @@ def _inputs_table(stats: dict[str, Any]) -> str:
         [
             _e(f["file"]),
             _e(f["format"] or "?"),
-            *(_n(f[k]) for k in ("records", "tweets", "dropped", "errors", "kept")),
+            *(count_text(f[k]) for k in ("records", "tweets", "dropped", "errors", "kept")),
         ]
         for f in stats["inputs"]
     ]
@@ -391,7 +379,10 @@ def _inputs_table(stats: dict[str, Any]) -> str:
 
 
 def _shards_table(stats: dict[str, Any]) -> str:
-    rows = [[_e(s["file"]), _n(s["rows"]), _n(s["tokens"]), _size(s["bytes"])] for s in stats["per_shard"]]
+    rows = [
+        [_e(s["file"]), count_text(s["rows"]), count_text(s["tokens"]), size_text(s["bytes"])]
+        for s in stats["per_shard"]
+    ]
     table = _table(["shard", "tweets", "tokens", "size"], rows, {1, 2, 3})
     agree = (
         '<span class="ok">agree</span>' if stats["matches_manifest"] else '<span class="bad">DISAGREE</span>'
@@ -408,16 +399,17 @@ def _hashtags(stats: dict[str, Any], top: int) -> str:
     if not tags["counted"]:
         out.append('<p class="note">not counted (<code>--no-hashtags</code>)</p>')
     else:
-        rows = [[_e(t), _n(n), _pct(n, tags["total"])] for t, n in tags["top"][:top]]
+        rows = [[_e(t), count_text(n), share_text(n, tags["total"])] for t, n in tags["top"][:top]]
         out.append(_table(["hashtag", "uses", "share"], rows, {1, 2}))
         approx = " Counts are approximate (rare tags were pruned)." if tags["approximate"] else ""
         out.append(
-            f'<p class="note">{_n(tags["total"])} uses of {_n(tags["distinct"])} distinct hashtags '
+            f'<p class="note">{count_text(tags["total"])} uses of '
+            f"{count_text(tags['distinct'])} distinct hashtags "
             f"(case-folded).{approx}</p>"
         )
     domains = stats["domains"]
     if domains["available"]:
-        rows = [[_e(d), _n(n), _pct(n, domains["total"])] for d, n in domains["top"][:top]]
+        rows = [[_e(d), count_text(n), share_text(n, domains["total"])] for d, n in domains["top"][:top]]
         out.append("<h2>Link domains</h2>" + _table(["domain", "links", "share"], rows, {1, 2}))
     else:
         out.append(f'<p class="note">Link domains: not recoverable. {_e(domains["why"])}.</p>')
@@ -430,17 +422,19 @@ def _tokens_table(stats: dict[str, Any], top: int) -> str:
         [
             str(t["id"]),
             "<code>" + _e(visible(t["text"])) + "</code>" if t["text"] is not None else "?",
-            _n(t["count"]),
+            count_text(t["count"]),
             f"{100 * t['share']:.2f} %",
         ]
         for t in vocab["top_tokens"][:top]
     ]
     note = (
-        f'<p class="note">The {_n(vocab["tokens_for_50pct"])} most frequent tokens make 50 % and '
-        f"{_n(vocab['tokens_for_90pct'])} make 90 % of all tokens. ␣ is a space, ⏎ a newline."
+        f'<p class="note">The {count_text(vocab["tokens_for_50pct"])} most frequent tokens make 50 % and '
+        f"{count_text(vocab['tokens_for_90pct'])} make 90 % of all tokens. ␣ is a space, ⏎ a newline."
     )
     if vocab["out_of_vocab"]:
-        note += f' <span class="bad">{_n(vocab["out_of_vocab"])} token ids outside the vocabulary.</span>'
+        note += (
+            f' <span class="bad">{count_text(vocab["out_of_vocab"])} token ids outside the vocabulary.</span>'
+        )
     if stats["tokenizer"].get("decoded_with") is None:
         note += f" Tokens not decoded: {_e(stats['tokenizer'].get('not_decoded_because'))}."
     return "<h2>Top tokens</h2>" + _table(["id", "token", "count", "share"], rows, {0, 2, 3}) + note + "</p>"

@@ -8,22 +8,25 @@ goes to Beam's ``PipelineOptions``. An option that is neither is an error naming
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from tweetmill.gpu_train.cli import int_at_least, number_in
 from tweetmill.pipeline.errors import UserError
+from tweetmill.pipeline.stage_options import add_stage_arguments, stage_config_from_args
+from tweetmill.pipeline.user_filters import UserFilter, user_filters
 from tweetmill.schemas.records import SOURCE_FORMATS
 from tweetmill.transforms.clean import CleanConfig
-from tweetmill.transforms.filter import FilterConfig
+from tweetmill.transforms.language import DetectLanguage, LanguageConfig
 from tweetmill.transforms.near_dedup import NearDedupConfig
 from tweetmill.transforms.tokenize import BUNDLED_TOKENIZER, TokenizerSpec
 
 PLACEHOLDER_MODES = ("keep", "remove", "placeholder")
-LANG_ENGINES = ("profiles", "langdetect")
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,11 @@ class RunConfig:
     include_deleted: bool = False  # read an account archive's deleted-tweets.js (skipped by default)
     csv_delimiter: str | None = None  # of CSV inputs; None: sniffed per file
     clean: CleanConfig = field(default_factory=CleanConfig)
-    filter: FilterConfig = field(default_factory=FilterConfig)
+    # Each configurable stage's Config by stage name (pipeline/build.py lists the stages); a stage
+    # missing here runs with its defaults.
+    stages: dict[str, Any] = field(default_factory=dict)
+    user_filters: tuple[UserFilter, ...] = ()  # --filter: run after the built-in filters, in order
+    write_dropped: bool = False  # every dropped tweet written under dropped/ (else a sample per reason)
     near_dedup: NearDedupConfig | None = field(default_factory=NearDedupConfig)  # None: off
     tokenizer: TokenizerSpec = field(default_factory=TokenizerSpec)
     num_shards: int | None = None
@@ -48,6 +55,25 @@ class RunConfig:
     # The share of the records read that may end as errors (dead letters) before the CLI rejects the
     # run (exit 3). Judges the output, never changes it: left out of the fingerprint.
     max_error_share: float = 0.10
+
+    def __post_init__(self) -> None:
+        # Every configurable stage's effective config, so the manifest shows it and the fingerprint
+        # does not depend on whether a default was spelled out.
+        from tweetmill.pipeline.build import CONFIGURABLE_STAGES
+
+        given = dict(self.stages)
+        full = {stage.name: given.pop(stage.name, None) or stage.Config() for stage in CONFIGURABLE_STAGES}
+        if given:
+            raise ValueError(f"no configurable stage named {sorted(given)}")
+        object.__setattr__(self, "stages", full)
+
+    def stage_config(self, stage: type) -> Any:
+        """The config ``stage`` runs with."""
+        return self.stages[stage.name]
+
+    @property
+    def language(self) -> LanguageConfig:
+        return self.stage_config(DetectLanguage)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,7 +93,7 @@ _positive_int = int_at_least(1)
 
 
 def _csv_delimiter(value: str) -> str:
-    from tweetmill.transforms.parse import parse_csv_delimiter
+    from tweetmill.transforms.csv_records import parse_csv_delimiter
 
     try:
         return parse_csv_delimiter(value)
@@ -114,33 +140,39 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     clean.add_argument("--no-ftfy", action="store_true", help="do not repair mojibake")
 
-    filt = parser.add_argument_group("filtering")
-    filt.add_argument(
-        "--keep-retweets", action="store_true", help="keep retweets (they duplicate their original)"
-    )
-    filt.add_argument(
-        "--min-chars",
-        type=int_at_least(0),
-        default=FilterConfig.min_chars,
-        help="minimum letters and digits outside mentions, URLs and placeholders (default: %(default)s)",
-    )
-    filt.add_argument(
+    from tweetmill.pipeline.build import CONFIGURABLE_STAGES
+
+    parser.add_argument(
         "--languages",
         default="",
         help="comma-separated language codes to keep, e.g. en,de (default: all; always detected); "
         "und keeps tweets whose language is undetermined",
     )
-    filt.add_argument(
-        "--lang-engine",
-        choices=LANG_ENGINES,
-        default=FilterConfig.lang_engine,
-        help="language detector (default: %(default)s)",
+    add_stage_arguments(parser, CONFIGURABLE_STAGES)
+
+    own = parser.add_argument_group("your own filters (docs/stages.md)")
+    own.add_argument(
+        "--filter",
+        dest="user_filters",
+        action="append",
+        default=[],
+        metavar="MODULE:CLASS",
+        help="run a filter from your own module (or an installed tweetmill.filters entry point); repeatable",
     )
-    filt.add_argument(
-        "--min-lang-confidence",
-        type=number_in(0, 1),
-        default=FilterConfig.min_lang_confidence,
-        help="below this the language is 'und' (default: %(default)s)",
+    own.add_argument(
+        "--filter-arg",
+        dest="filter_args",
+        action="append",
+        default=[],
+        metavar="NAME.FIELD=VALUE",
+        help="an option of a --filter, by its stage name, e.g. no_crypto.words=bitcoin,eth; repeatable",
+    )
+    own.add_argument("--filter-config", metavar="FILE", help="options of the --filters: a JSON or TOML file")
+    own.add_argument(
+        "--write-dropped",
+        action="store_true",
+        help="write every dropped tweet, with its stage and reason, under dropped/ "
+        "(default: a sample per reason in dropped.sample.jsonl)",
     )
 
     dedup = parser.add_argument_group("near-duplicate removal (MinHash LSH)")
@@ -195,9 +227,20 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """The run's configuration; a ``UserError`` naming every bad language code at once."""
+    """The run's configuration; a ``UserError`` naming every bad language code or filter at once."""
+    from tweetmill.pipeline.build import CONFIGURABLE_STAGES
+
+    stages = {stage.name: stage_config_from_args(args, stage) for stage in CONFIGURABLE_STAGES}
+    language = stages[DetectLanguage.name]
     languages = tuple(sorted({_canonical_code(c) for c in args.languages.split(",") if c.strip()}))
-    problems = language_problems(languages, args.lang_engine)
+    stages[DetectLanguage.name] = dataclasses.replace(language, languages=languages)
+    problems = language_problems(languages, language.lang_engine)
+    try:
+        own_filters = user_filters(
+            args.user_filters, args.filter_args, args.filter_config, reserved=set(stages)
+        )
+    except ValueError as exc:
+        problems.append(str(exc))
     if problems:
         raise UserError(*problems)
     return RunConfig(
@@ -215,13 +258,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             strip_reply_prefix=not args.keep_reply_prefix,
             fix_mojibake=not args.no_ftfy,
         ),
-        filter=FilterConfig(
-            drop_retweets=not args.keep_retweets,
-            min_chars=args.min_chars,
-            languages=languages,
-            lang_engine=args.lang_engine,
-            min_lang_confidence=args.min_lang_confidence,
-        ),
+        stages=stages,
+        user_filters=own_filters,
+        write_dropped=args.write_dropped,
         near_dedup=None
         if args.no_near_dedup
         else NearDedupConfig(threshold=args.near_dup_threshold, max_samples=args.near_dup_samples),

@@ -6,42 +6,17 @@ from __future__ import annotations
 from collections import Counter
 
 from rich.console import Console
-from rich.table import Table
+from tweetmill.pipeline.stats import funnel
+from tweetmill.pipeline.stats_print import balance_line, funnel_table
 from tweetmill.pipeline.terminal import safe
 from tweetmill.schemas.manifest import Manifest
 
 
-def funnel_table(manifest: Manifest) -> Table:
-    """read → each drop reason → errors → kept, with the balance shown."""
-    counts = manifest.counts
-    table = Table(title="Accounting", show_header=True, header_style="bold")
-    table.add_column("records", justify="left")
-    table.add_column("count", justify="right")
-    table.add_column("share", justify="right")
-
-    def share(n: int) -> str:
-        return f"{100 * n / counts.read:.1f}%" if counts.read else "-"
-
-    table.add_row("read", f"{counts.read:,}", share(counts.read))
-    for reason, n in sorted(counts.dropped.items(), key=lambda kv: -kv[1]):
-        table.add_row(f"  dropped: {safe(reason)}", f"{n:,}", share(n))
-    table.add_row("  errors (dead letters)", f"{counts.errors:,}", share(counts.errors))
-    table.add_row("[bold]kept[/bold]", f"[bold]{counts.kept:,}[/bold]", share(counts.kept))
-    return table
-
-
-def balance_line(manifest: Manifest) -> str:
-    counts = manifest.counts
-    verdict = "[green]balanced[/green]" if counts.balanced else "[red]NOT balanced[/red]"
-    return (
-        f"read {counts.read:,} = kept {counts.kept:,} + dropped {sum(counts.dropped.values()):,} "
-        f"+ errors {counts.errors:,}: {verdict}"
-    )
-
-
 def print_run_report(console: Console, manifest: Manifest, output: str, seconds: float) -> None:
-    console.print(funnel_table(manifest))
-    console.print(balance_line(manifest))
+    """The run's funnel (as ``tweetmill stats`` shows it), the balance, and what was written where."""
+    steps = funnel(manifest)
+    console.print(funnel_table(steps, title="Accounting: where every input record went"))
+    console.print(balance_line(steps))
     rows, tokens = manifest.total_rows, manifest.total_tokens
     rate = manifest.counts.read / seconds if seconds > 0 else 0.0
     console.print(

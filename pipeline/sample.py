@@ -20,8 +20,10 @@ import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from rich.console import Console
 from rich.panel import Panel
-from tweetmill.pipeline.stats import load_shard_tokenizer, open_shard, read_manifest, visible
+from tweetmill.pipeline.stats_io import load_shard_tokenizer, open_shard, read_manifest
+from tweetmill.pipeline.stats_print import visible
 from tweetmill.pipeline.terminal import safe
+from tweetmill.schemas.shard_dir import TOKENIZER_NAME
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +126,7 @@ def print_samples(console: Console, samples: list[dict[str, Any]], *, max_pieces
         )
         pieces = s["pieces"]
         if pieces is None:
-            tokens = "tokens not decoded (no tokenizer.json with the run's sha256): " + " ".join(
+            tokens = f"tokens not decoded (no {TOKENIZER_NAME} with the run's sha256): " + " ".join(
                 map(str, s["token_ids"][:max_pieces])
             )
         else:

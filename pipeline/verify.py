@@ -18,39 +18,35 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from rich.console import Console
 from rich.table import Table
-from tweetmill.pipeline.stats import list_layout, open_shard, read_bytes
+from tweetmill.pipeline.stats_io import open_file, open_shard, read_bytes
 from tweetmill.pipeline.terminal import safe
 from tweetmill.schemas.manifest import MANIFEST_NAME, Manifest, ShardEntry
-from tweetmill.schemas.shard import (
-    META_EOS_ID,
-    META_NUM_SHARDS,
-    META_RUN_FINGERPRINT,
-    META_SHARD_INDEX,
-    META_TOKENIZER_SHA256,
-    META_VOCAB_SIZE,
-    SHARD_PREFIX,
-    SHARD_SUFFIX,
-    check_shard_schema,
-    schema_metadata,
-    shard_file_name,
+from tweetmill.schemas.shard import META_RUN_FINGERPRINT, check_shard_schema, shard_file_name
+from tweetmill.schemas.shard_dir import (
+    DROPPED_GLOB,
+    ERRORS_GLOB,
+    SHARD_GLOB,
+    TOKENIZER_NAME,
+    ShardDirError,
+    check_shard_format,
+    list_layout,
+    metadata_mismatches,
+    parse_manifest,
+    tokenizer_matches,
 )
-from tweetmill.transforms.write import TOKENIZER_NAME, temp_dirs
+from tweetmill.transforms.write import temp_dirs
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 8 << 20
-_SHARD_NAME = re.compile(r"shard-(\d+)-of-(\d+)\.arrow$")
-ERRORS_GLOB = "errors/errors-*"
 
 
 @dataclass
@@ -98,7 +94,7 @@ def _size(path: str) -> int:
 
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+    with open_file(path) as f:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -144,25 +140,11 @@ def _check_metadata(check: ShardCheck, schema: pa.Schema, entry: ShardEntry, man
         check_shard_schema(schema)
     except ValueError as exc:
         check.problems.append(f"schema: {exc}")
-    meta = schema_metadata(schema)
-    num_shards = len(manifest.shards)
-    m = _SHARD_NAME.search(entry.file)
-    index = str(int(m.group(1))) if m else None
-    expected = {
-        META_RUN_FINGERPRINT: (manifest.run_fingerprint, "run fingerprint"),
-        META_TOKENIZER_SHA256: (manifest.tokenizer.sha256, "tokenizer sha256"),
-        META_VOCAB_SIZE: (str(manifest.tokenizer.vocab_size), "vocabulary size"),
-        META_EOS_ID: (str(manifest.tokenizer.eos_id), "EOS id"),
-        META_NUM_SHARDS: (str(num_shards), "shard count"),
-        META_SHARD_INDEX: (index, "shard index (from the file name)"),
-    }
-    for key, (want, label) in expected.items():
-        got = meta.get(key)
-        if want is not None and got != want:
-            check.problems.append(
-                f"{label} in the schema metadata is {_short(got)!r}, expected {_short(want)!r}"
-                + (" (a shard of another run?)" if key == META_RUN_FINGERPRINT else "")
-            )
+    for m in metadata_mismatches(schema, manifest, entry.file):
+        check.problems.append(
+            f"{m.label} in the schema metadata is {_short(m.got)!r}, expected {_short(m.want)!r}"
+            + (" (a shard of another run?)" if m.key == META_RUN_FINGERPRINT else "")
+        )
 
 
 def _check_rows(
@@ -211,17 +193,18 @@ def verify(shard_dir: str) -> VerifyReport:
     """Check ``shard_dir`` against its manifest; ``report.ok`` says whether it may be trained on."""
     report = VerifyReport(shard_dir)
     manifest_path = FileSystems.join(shard_dir, MANIFEST_NAME)
-    if not FileSystems.exists(manifest_path):
+    try:
+        raw = read_bytes(manifest_path)
+    except FileNotFoundError:
         report.problems.append(f"no {MANIFEST_NAME}: not a finished tweetmill run")
         _check_temp_dirs(report, shard_dir)
         return report
     try:
-        raw = read_bytes(manifest_path).decode("utf-8")
-        manifest = Manifest.from_json(raw)
-        doc = json.loads(raw)
-    except (ValueError, KeyError, TypeError) as exc:
-        report.problems.append(f"{MANIFEST_NAME} is unreadable: {exc}")
+        manifest = parse_manifest(raw, manifest_path)
+    except ShardDirError as exc:
+        report.problems.append(f"{MANIFEST_NAME} is unreadable: {exc.__cause__ or exc}")
         return report
+    doc = json.loads(raw)  # parsed already: what the Manifest does not keep (totals, inputs given)
 
     for entry in manifest.shards:
         check = verify_shard(shard_dir, entry, manifest)
@@ -232,7 +215,7 @@ def verify(shard_dir: str) -> VerifyReport:
     n = len(listed)
     if sorted(listed) != [shard_file_name(i, n) for i in range(n)]:
         report.problems.append(f"the manifest's shard files are not exactly {shard_file_name(0, n)} … of {n}")
-    for name in _listed(shard_dir, f"{SHARD_PREFIX}*{SHARD_SUFFIX}"):
+    for name in _listed(shard_dir, SHARD_GLOB):
         if name not in listed:
             report.problems.append(f"{name}: shard file not in the manifest (from another run?)")
     _check_directory(report, shard_dir, manifest, doc)
@@ -252,6 +235,10 @@ def _check_temp_dirs(report: VerifyReport, shard_dir: str) -> None:
 
 
 def _check_directory(report: VerifyReport, shard_dir: str, manifest: Manifest, doc: dict[str, Any]) -> None:
+    try:
+        check_shard_format(manifest, MANIFEST_NAME)
+    except ShardDirError as exc:
+        report.problems.append(str(exc))
     counts = manifest.counts
     if not counts.balanced:
         report.problems.append(
@@ -283,30 +270,56 @@ def _check_directory(report: VerifyReport, shard_dir: str, manifest: Manifest, d
         if key in totals and totals[key] != value:
             report.problems.append(f"totals.{key} is {totals[key]:,} but the shard entries sum to {value:,}")
 
-    tokenizer = FileSystems.join(shard_dir, TOKENIZER_NAME)
-    if not FileSystems.exists(tokenizer):
+    try:
+        if not tokenizer_matches(read_bytes(FileSystems.join(shard_dir, TOKENIZER_NAME)), manifest):
+            report.problems.append(
+                f"{TOKENIZER_NAME} is not the run's tokenizer (sha256 differs from the manifest's)"
+            )
+    except FileNotFoundError:
         report.problems.append(f"{TOKENIZER_NAME} missing (the shards cannot be decoded on their own)")
-    elif hashlib.sha256(read_bytes(tokenizer)).hexdigest() != manifest.tokenizer.sha256:
-        report.problems.append(
-            f"{TOKENIZER_NAME} is not the run's tokenizer (sha256 differs from the manifest's)"
-        )
 
-    letters = 0
+    letters, all_there = 0, True
     for name in manifest.error_files:
-        path = FileSystems.join(shard_dir, name)
-        if not FileSystems.exists(path):
+        try:
+            letters += read_bytes(FileSystems.join(shard_dir, name)).count(b"\n")
+        except FileNotFoundError:
             report.problems.append(f"{name}: dead-letter file listed in the manifest is missing")
-            continue
-        letters += read_bytes(path).count(b"\n")
-    if letters != counts.errors and all(
-        FileSystems.exists(FileSystems.join(shard_dir, n)) for n in manifest.error_files
-    ):
+            all_there = False
+    if letters != counts.errors and all_there:
         report.problems.append(
             f"dead-letter files hold {letters:,} records, the manifest counts {counts.errors:,}"
         )
     for name in _listed(shard_dir, ERRORS_GLOB):
         if name not in manifest.error_files:
             report.problems.append(f"{name}: dead-letter file not in the manifest")
+    _check_stages(shard_dir, manifest, report)
+
+
+def _check_stages(shard_dir: str, manifest: Manifest, report: VerifyReport) -> None:
+    """The stages' drops sum to the counts; with --write-dropped, the dropped files hold every one."""
+    if not manifest.pipeline:  # a format-1 manifest: no stages recorded
+        return
+    by_reason: dict[str, int] = {}
+    for stage in manifest.pipeline:
+        for reason, n in stage.dropped.items():
+            by_reason[reason] = by_reason.get(reason, 0) + n
+    if {r: n for r, n in by_reason.items() if n} != manifest.counts.dropped:
+        report.problems.append("the stages' drops in pipeline[] do not sum to counts.dropped")
+    audited = manifest.dropped_after_source
+    written, all_there = 0, True
+    for name in manifest.dropped_files:
+        try:
+            written += read_bytes(FileSystems.join(shard_dir, name)).count(b"\n")
+        except FileNotFoundError:
+            report.problems.append(f"{name}: dropped-tweets file listed in the manifest is missing")
+            all_there = False
+    if manifest.config.get("write_dropped") and all_there and written != audited:
+        report.problems.append(
+            f"dropped-tweets files hold {written:,} tweets, the stages after parsing dropped {audited:,}"
+        )
+    for name in _listed(shard_dir, DROPPED_GLOB):
+        if name not in manifest.dropped_files:
+            report.problems.append(f"{name}: dropped-tweets file not in the manifest")
 
 
 def print_report(console: Console, report: VerifyReport) -> None:

@@ -1,6 +1,8 @@
-"""Arrow schemas, record types and the manifest format shared by the pipeline and the trainer.
+"""Arrow schemas, record types, the manifest format and the shard-directory reader (``shard_dir``)
+shared by the pipeline and the trainer.
 
-Depends on pyarrow only, so a GPU machine with torch and pyarrow can read shards.
+Depends on pyarrow and numpy only (no Beam, no torch), so a GPU machine with torch and pyarrow can
+read shards.
 """
 
 from tweetmill.schemas.manifest import MANIFEST_NAME, Counts, Manifest, ShardEntry, TokenizerInfo

@@ -3,6 +3,9 @@
 A shard directory is complete exactly when its manifest exists. The manifest lists every shard with
 its rows, tokens, bytes and sha256, the run's configuration, the tokenizer's identity, and the
 accounting of every input record: ``read = kept + sum(dropped.values()) + errors``.
+
+Format version 2 added ``pipeline``: the stages that ran, in order, each with every drop reason it
+declares and how many records it dropped for each. Version 1 manifests (no ``pipeline``) still read.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from typing import Any
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "tweetmill.manifest"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 @dataclass
@@ -42,6 +46,20 @@ class Counts:
 
 
 @dataclass
+class StageRecord:
+    """One stage that ran: its name, what kind of stage it is, and its drops by declared reason."""
+
+    name: str
+    kind: str  # "source", "map", "filter", "shuffle" or "user" (a filter from the user's own module)
+    dropped: dict[str, int] = field(default_factory=dict)  # every declared reason, 0 included, in order
+    description: str = ""
+
+    @property
+    def total(self) -> int:
+        return sum(self.dropped.values())
+
+
+@dataclass
 class TokenizerInfo:
     sha256: str
     vocab_size: int
@@ -59,9 +77,12 @@ class Manifest:
     shards: list[ShardEntry]
     config: dict[str, Any] = field(default_factory=dict)
     error_files: list[str] = field(default_factory=list)
+    # With --write-dropped: the files holding every tweet dropped after parsing (audit, not training).
+    dropped_files: list[str] = field(default_factory=list)
     # Other files of the run beside the shards (the tokenizer's copy, samples for inspection).
     side_files: list[str] = field(default_factory=list)
     stages: dict[str, Any] = field(default_factory=dict)  # per-stage extras (e.g. near-dup clusters)
+    pipeline: list[StageRecord] = field(default_factory=list)  # the stages that ran, in order
     # One entry per input file: file, format, records, tweets, dropped (reason -> n), errors.
     inputs: list[dict[str, Any]] = field(default_factory=list)
     created_by: str = ""
@@ -69,6 +90,11 @@ class Manifest:
     @property
     def total_rows(self) -> int:
         return sum(s.rows for s in self.shards)
+
+    @property
+    def dropped_after_source(self) -> int:
+        """The tweets dropped by the stages after parsing: what ``--write-dropped`` writes."""
+        return sum(stage.total for stage in self.pipeline if stage.kind != "source")
 
     @property
     def total_tokens(self) -> int:
@@ -97,7 +123,9 @@ class Manifest:
             },
             "shards": [asdict(s) for s in self.shards],
             "error_files": self.error_files,
+            "dropped_files": self.dropped_files,
             "side_files": self.side_files,
+            "pipeline": [asdict(stage) for stage in self.pipeline],
             "stages": self.stages,
             "inputs": self.inputs,
             "config": self.config,
@@ -109,10 +137,10 @@ class Manifest:
         doc = json.loads(text)
         if doc.get("format") != MANIFEST_FORMAT:
             raise ValueError("not a tweetmill manifest (missing or wrong 'format')")
-        if doc.get("format_version") != MANIFEST_VERSION:
+        if doc.get("format_version") not in READABLE_VERSIONS:
             raise ValueError(
                 f"manifest format version {doc.get('format_version')} is not supported "
-                f"(this tweetmill reads {MANIFEST_VERSION})"
+                f"(this tweetmill reads {', '.join(map(str, READABLE_VERSIONS))})"
             )
         counts = doc["counts"]
         return cls(
@@ -128,8 +156,10 @@ class Manifest:
             shards=[ShardEntry(**s) for s in doc["shards"]],
             config=doc.get("config", {}),
             error_files=doc.get("error_files", []),
+            dropped_files=doc.get("dropped_files", []),
             side_files=doc.get("side_files", []),
             stages=doc.get("stages", {}),
+            pipeline=[StageRecord(**stage) for stage in doc.get("pipeline", [])],
             inputs=doc.get("inputs", []),
             created_by=doc.get("created_by", ""),
         )

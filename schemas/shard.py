@@ -8,6 +8,8 @@ reader can refuse shards that disagree with each other or with the manifest.
 
 from __future__ import annotations
 
+import re
+
 import pyarrow as pa
 
 SHARD_FORMAT_VERSION = 1
@@ -40,6 +42,7 @@ def splitmix64(x):
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
     return z ^ (z >> 31)
+
 
 SHARD_FIELDS: list[pa.Field] = [
     pa.field("id", pa.int64(), nullable=False),
@@ -86,6 +89,15 @@ def shard_schema(
 
 def shard_file_name(index: int, num_shards: int) -> str:
     return f"{SHARD_PREFIX}{index:05d}-of-{num_shards:05d}{SHARD_SUFFIX}"
+
+
+_SHARD_NAME = re.compile(re.escape(SHARD_PREFIX) + r"(\d+)-of-(\d+)" + re.escape(SHARD_SUFFIX) + "$")
+
+
+def shard_index_of(file: str) -> int | None:
+    """The index in a ``shard_file_name`` (also at the end of a path); None for any other name."""
+    m = _SHARD_NAME.search(file)
+    return int(m.group(1)) if m else None
 
 
 def schema_metadata(schema: pa.Schema) -> dict[str, str]:

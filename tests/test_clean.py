@@ -22,12 +22,23 @@ from tweetmill.transforms.clean import (
     CleanTweets,
     clean_batch,
     clean_text,
+    fix_mojibake,
+    needs_ftfy,
+)
+from tweetmill.transforms.twitter_text import (
+    CASHTAG,
+    COUNTRY_TLDS,
+    GENERIC_TLDS,
+    HASHTAG,
+    MANUAL_RETWEET,
+    MENTION,
+    REPLY_PREFIX,
+    RT_MARKER,
+    URL_SIMPLE,
     find_emails,
     find_mentions,
     find_phones,
     find_urls,
-    fix_mojibake,
-    needs_ftfy,
 )
 
 DEFAULT = CleanConfig()
@@ -436,8 +447,8 @@ def test_conformance_replies_via_reply_prefix() -> None:
 
 def test_tld_lists_match_twitter_text() -> None:
     tlds = yaml.safe_load(shared_data("conformance", "tld_lib.yml").read_text(encoding="utf-8"))
-    assert list(clean.GENERIC_TLDS) == tlds["generic"]
-    assert list(clean.COUNTRY_TLDS) == tlds["country"]
+    assert list(GENERIC_TLDS) == tlds["generic"]
+    assert list(COUNTRY_TLDS) == tlds["country"]
 
 
 def test_documented_deviations_from_twitter_text() -> None:
@@ -451,6 +462,28 @@ def test_documented_deviations_from_twitter_text() -> None:
     # 2. A name of more than 20 characters is no mention (twitter-text would take its first 20).
     assert find_mentions("hi @abcdefghijklmnopqrstuvwxyz") == []
     assert clean_text("hi @abcdefghijklmnopqrstuvwxyz", DEFAULT) == "hi @abcdefghijklmnopqrstuvwxyz"
+
+
+def test_simple_shared_patterns() -> None:
+    """The rough patterns other stages count with (``twitter_text``'s compiled regexes)."""
+    assert HASHTAG.findall("#tag &#39; a#b #123 #1a #über") == ["tag", "1a", "über"]
+    assert [CASHTAG.findall(t) for t in ("$AAPL up", "buy $BRK.A", "$100", "x$AAPL", "$AAPLXYZ")] == [
+        ["AAPL"],
+        ["BRK.A"],
+        [],
+        [],
+        [],
+    ]
+    assert MENTION.findall("hi @bob_1, mail a@b.c") == ["@bob_1", "@b"]
+    assert URL_SIMPLE.findall("see https://t.co/x, or http://a.b") == ["https://t.co/x,", "http://a.b"]
+    assert [bool(MANUAL_RETWEET.match(t)) for t in ("RT @bob: hi", " RT@bob hi", "hi RT @bob", "RT bob")] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert RT_MARKER.findall("RT @a ART rt via RT") == ["RT", "RT"]
+    assert REPLY_PREFIX.match("@a @b hi").group() == "@a @b " and REPLY_PREFIX.match("@bob's idea") is None
 
 
 # --- batches and Beam ---------------------------------------------------------------------------

@@ -231,7 +231,7 @@ def test_languages_every_bad_code_at_once(tmp_path, capsys):
 
 def test_languages_case_and_und_are_accepted():
     args = build_parser("run").parse_args(["run", "x", "-o", "y", "--languages", "EN, zh_TW,und,eu"])
-    assert config_from_args(args).filter.languages == ("en", "eu", "und", "zh-tw")
+    assert config_from_args(args).language.languages == ("en", "eu", "und", "zh-tw")
 
 
 def test_run_tokenizer_problem_is_one_line(tmp_path, capsys):

@@ -256,7 +256,7 @@ def test_beam_transform_matches_the_core_whatever_order_and_paths():
             )
             assert_that(
                 out[TAG_DROPPED] | f"SumDrops{name}" >> beam.CombinePerKey(sum),
-                equal_to([(DROP_DUPLICATE_ID, report.removed)]),
+                equal_to([((ID_STAGE, DROP_DUPLICATE_ID), report.removed)]),
                 label=f"Drops{name}",
             )
             assert_that(out[TAG_STATS], equal_to([report.stats]), label=f"Stats{name}")

@@ -15,19 +15,22 @@ from conftest import SHARED_DATA
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 from tweetmill.schemas.records import DROP_NEAR_DUPLICATE, Tweet
 from tweetmill.transforms.common import TAG_DROPPED
-from tweetmill.transforms.near_dedup import (
-    NearDedupConfig,
-    RemoveNearDuplicates,
+from tweetmill.transforms.minhash import (
     band_keys,
     lsh_params,
     minhash_signatures,
-    near_dedup_report,
-    near_duplicates,
     normalize_text,
     permutations,
     shingle_hash,
     shingle_strings,
     shingles,
+)
+from tweetmill.transforms.near_dedup import (
+    STAGE,
+    NearDedupConfig,
+    RemoveNearDuplicates,
+    near_dedup_report,
+    near_duplicates,
 )
 
 EDGE_TEXTS = [
@@ -256,7 +259,7 @@ def run_stage(
         )
         assert_that(out.tweets | "Ids" >> beam.Map(lambda t: t.id), equal_to(kept_ids), label="CheckKept")
         dropped = out[TAG_DROPPED] | "SumDrops" >> beam.CombinePerKey(sum)
-        expected_drops = [(DROP_NEAR_DUPLICATE, len(report.removed))] if report.removed else []
+        expected_drops = [((STAGE, DROP_NEAR_DUPLICATE), len(report.removed))] if report.removed else []
         assert_that(dropped, equal_to(expected_drops), label="CheckDropped")
         assert_that(out["stats"], equal_to([report.stats()]), label="CheckStats")
         assert_that(out["samples"], equal_to(report.samples()), label="CheckSamples")

@@ -32,16 +32,11 @@ from tweetmill.schemas.records import (
     Tweet,
     derived_tweet_id,
 )
-from tweetmill.transforms import parse
+from tweetmill.transforms import json_values, streams
 from tweetmill.transforms.common import TAG_DEAD_LETTERS, TAG_DROPPED
-from tweetmill.transforms.parse import (
-    apply_display_text_range,
-    detect_format,
-    iter_records,
-    open_records,
-    parse_created_at,
-)
+from tweetmill.transforms.parse import detect_format, iter_records, open_records
 from tweetmill.transforms.read import ReadArchives
+from tweetmill.transforms.tweet_fields import apply_display_text_range, parse_created_at
 
 # ---------------------------------------------------------------------------------------------------
 # helpers
@@ -618,8 +613,8 @@ def test_ten_megabyte_lines() -> None:
 
 
 def test_line_over_the_record_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parse, "MAX_RECORD_BYTES", 1 << 20)
-    monkeypatch.setattr(parse, "CHUNK_BYTES", 1 << 16)
+    monkeypatch.setattr(streams, "MAX_RECORD_BYTES", 1 << 20)
+    monkeypatch.setattr(streams, "CHUNK_BYTES", 1 << 16)
     long_line = b'{"text": "' + b"z" * (3 << 20) + b'"}\n'
     for name in ("long.jsonl", "long.txt"):
         body = jsonl(v1_tweet(1)) + long_line + jsonl(v1_tweet(2))
@@ -633,9 +628,9 @@ def test_line_over_the_record_limit(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_reader_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     """JSON lines, a pretty-printed array and a long one-line array all parse in a window, not whole."""
-    monkeypatch.setattr(parse, "CHUNK_BYTES", 1 << 14)
-    monkeypatch.setattr(parse, "_STREAM_ARRAY_BYTES", 1 << 16)
-    monkeypatch.setattr(parse, "_WINDOW_TRIM", 1 << 16)
+    monkeypatch.setattr(streams, "CHUNK_BYTES", 1 << 14)
+    monkeypatch.setattr(json_values, "_STREAM_ARRAY_BYTES", 1 << 16)
+    monkeypatch.setattr(json_values, "_WINDOW_TRIM", 1 << 16)
     items = [v1_tweet(i, text="w" * 300) for i in range(8000)]
     docs = {"lines.jsonl": jsonl(*items), "pretty.json": json.dumps(items, indent=1).encode(),
             "one-line.json": json.dumps(items).encode() + b"\n" + jsonl(items[0])}
@@ -766,7 +761,8 @@ def test_read_archives_pipeline(tmp_path: Path) -> None:
     assert_that(out.tweets | beam.Map(len) | beam.CombineGlobally(sum), equal_to([95 + 94 + 2 + 448 + 1]))
     assert_that(out.tweets | beam.Map(lambda b: len(b) <= 50), equal_to([True] * 15), label="Batches")
     assert_that(out[TAG_DROPPED] | beam.CombinePerKey(sum),
-                equal_to([(DROP_DELETE_NOTICE, 11), (DROP_STREAM_NOTICE, 1)]), label="Drops")
+                equal_to([(("parse", DROP_DELETE_NOTICE), 11), (("parse", DROP_STREAM_NOTICE), 1)]),
+                label="Drops")
     assert_that(out[TAG_DEAD_LETTERS] | beam.Map(lambda d: (re.sub(r".*/", "", d.source_file), d.reason)),
                 equal_to([(mixed.name, "invalid_json")]), label="DeadLetters")
     result = p.run()
@@ -774,7 +770,7 @@ def test_read_archives_pipeline(tmp_path: Path) -> None:
     counters = {c.key.metric.name: c.committed for c in result.metrics().query()["counters"]}
     assert counters["parse_records_read_v1"] == 200 + 3 + 2
     assert counters["parse_records_read_csv"] == 448
-    assert counters["dropped_delete_notice"] == 11
+    assert counters["dropped_parse_delete_notice"] == 11
 
     with pytest.raises(Exception, match=r"Empty match for pattern .*no-such-dir"), beam.Pipeline() as p2:
         _ = p2 | ReadArchives([str(tmp_path / "no-such-dir" / "*.json")])

@@ -19,8 +19,11 @@ from pathlib import Path
 import pytest
 from conftest import shared_data
 from tweetmill.schemas.records import FORMAT_ARCHIVE, FORMAT_CSV, FORMAT_TEXT, DeadLetter, Tweet
-from tweetmill.transforms import parse
+from tweetmill.transforms.csv_records import _CSV_MAX_RECORD_CHARS, CsvReader, parse_csv_delimiter
 from tweetmill.transforms.parse import detect_format, open_records
+from tweetmill.transforms.streams import iter_lines
+from tweetmill.transforms.text_lines import _STRETCH_END_BYTES, _utf8
+from tweetmill.transforms.tweet_objects import FileContext
 
 TRUMP_CSV = ("csv", "fivethirtyeight_trump-twitter__realDonaldTrump_poll_tweets.csv")
 MAYWEATHER_CSV = ("csv", "fivethirtyeight_mayweather-mcgregor__tweets.csv")
@@ -132,7 +135,7 @@ def test_binary_stretch_inside_a_text_file_is_one_dead_letter() -> None:
     lines = text_lines("bench", "tweeteval_emoji__val_text.txt")
     junk = png()[4096:4096 + 30_000]
     at = 2000  # the junk goes after this many lines; the line after it is a long one
-    assert len(lines[at]) >= parse._STRETCH_END_BYTES
+    assert len(lines[at]) >= _STRETCH_END_BYTES
     data = b"\n".join(lines[:at]) + b"\n" + junk + b"\n" + b"\n".join(lines[at:]) + b"\n"
     _, records, notes = read("mixed.txt", data)
     assert summary(records) == {"tweets": len(lines), "dead:binary_content": 1}
@@ -199,7 +202,7 @@ def test_utf8_file_with_a_corrupt_line_repairs_it_with_replacement_chars() -> No
     lines = text_lines("lang", "xlm-t", "arabic", "test_text.txt")[:50]
     lead = max(i for i, b in enumerate(lines[20]) if b >= 0xC0)  # the last multi-byte char, cut in half
     cut = lines[20][: lead + 1]
-    assert not parse._utf8(cut)
+    assert not _utf8(cut)
     data = b"\n".join([*lines[:20], cut, *lines[21:]]) + b"\n"
     _, records, notes = read("arabic.txt", data)
     assert summary(records) == {"tweets": 50}
@@ -318,7 +321,7 @@ def test_runaway_quote_is_cut_at_the_bound_and_reading_resumes() -> None:
     rows = _generic_rows(3000)
     body = ["tweet_id,text,created_at"] + [",".join(r) for r in rows]
     body[11] = f'{rows[10][0]},"{rows[10][1]},{rows[10][2]}'
-    assert sum(len(line) for line in body[12:]) > parse._CSV_MAX_RECORD_CHARS  # the bound comes first
+    assert sum(len(line) for line in body[12:]) > _CSV_MAX_RECORD_CHARS  # the bound comes first
     _, records, _ = read("export.csv", ("\n".join(body) + "\n").encode())
     assert summary(records) == {"tweets": len(rows) - 1, "dead:malformed_csv_row": 1}
     (d,) = dead(records)
@@ -351,14 +354,14 @@ def test_tsv_named_csv() -> None:
 
 
 def test_csv_delimiter_option() -> None:
-    assert [parse.parse_csv_delimiter(v) for v in (",", ";", "\t", "tab", "\\t", "Semicolon", "|")] == \
+    assert [parse_csv_delimiter(v) for v in (",", ";", "\t", "tab", "\\t", "Semicolon", "|")] == \
         [",", ";", "\t", "\t", "\t", ";", "|"]
     for bad in ("", ",;", '"', "\n"):
         with pytest.raises(ValueError, match="one character"):
-            parse.parse_csv_delimiter(bad)
+            parse_csv_delimiter(bad)
     data = b"id|text|note\n1234567|a|b, c; d\n"
-    ctx = parse._Context("x.csv", FORMAT_CSV)
-    records = list(parse._CsvReader(ctx, None, csv_delimiter="pipe").read(parse._iter_lines([data])))
+    ctx = FileContext("x.csv", FORMAT_CSV)
+    records = list(CsvReader(ctx, None, csv_delimiter="pipe").read(iter_lines([data])))
     assert [(t.id, t.text) for t in tweets(records)] == [(1234567, "a")]
 
 

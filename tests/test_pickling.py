@@ -65,11 +65,11 @@ def test_every_transform_and_function_of_the_pipeline_pickles(library):
     assert pickler.is_currently_dill() == (library == "dill")
     items = _picklables(p)
     labels = {label for label, _ in items}
-    for stage in ("ReadArchives", "Clean", "Filter", "DeduplicateIds", "DeduplicateTexts", "DetectLanguage",
-                  "Tokenize", "WriteShards", "WriteDeadLetters", "Finalize"):
+    for stage in ("ReadArchives", "Clean", "empty", "retweets", "length", "DeduplicateIds",
+                  "DeduplicateTexts", "language", "Tokenize", "WriteShards", "WriteDeadLetters", "Finalize"):
         assert stage in labels
     own_fns = {type(obj).__name__ for _, obj in items if type(obj).__module__.startswith("tweetmill.")}
-    assert {"_ParseUnitsFn", "_TokenizeFn", "_WriteShardFn", "_FinalizeFn"} <= own_fns
+    assert {"_ParseUnitsFn", "_StageFn", "_TokenizeFn", "_WriteShardFn", "_FinalizeFn"} <= own_fns
 
     failures = []
     for label, obj in items:

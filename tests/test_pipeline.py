@@ -119,7 +119,7 @@ def test_cli_passes_beam_options_through(tmp_path, capsys):
     )
     assert code == 0
     manifest = Manifest.from_json((out / MANIFEST_NAME).read_text())
-    assert manifest.config["filter"]["languages"] == ["en"]
+    assert manifest.config["stages"]["language"]["languages"] == ["en"]
     assert "balanced" in capsys.readouterr().out
 
 
@@ -167,15 +167,13 @@ def test_malformed_input_yields_dead_letters_and_a_finished_run(tmp_path):
 
 
 def test_unbalanced_run_fails_loudly_and_publishes_nothing(tmp_path, monkeypatch):
-    import tweetmill.transforms.filter as filter_stage
+    import tweetmill.transforms.stage as stage_contract
 
-    real = filter_stage.filter_batch
+    def lossy(stage, tweets):
+        kept, dropped = stage.process_batch(tweets)
+        return kept[1:], dropped  # loses one tweet per batch without counting it
 
-    def lossy(tweets, config):
-        kept, drops = real(tweets, config)
-        return kept[1:], drops  # loses one tweet per batch without counting it
-
-    monkeypatch.setattr(filter_stage, "filter_batch", lossy)
+    monkeypatch.setattr(stage_contract, "run_stage", lossy)
     out = tmp_path / "out"
     with pytest.raises(Exception, match="does not balance"):
         run(RunConfig(inputs=(str(SAMPLE / "*.csv"),), output=str(out)))

@@ -22,7 +22,10 @@ from tweetmill.transforms.dedup import (
     normalized_text_key,
     text_survivor_order,
 )
-from tweetmill.transforms.filter import FilterConfig, content_length, filter_batch
+from tweetmill.transforms.filters.empty import EmptyText
+from tweetmill.transforms.filters.length import Length, content_length
+from tweetmill.transforms.filters.retweets import Retweets
+from tweetmill.transforms.stage import drop_counts, run_stage
 from tweetmill.transforms.tokenize import TokenizerSpec, encode_batch, load_tokenizer, train_bpe_tokenizer
 from tweetmill.transforms.write import (
     AccountingError,
@@ -69,11 +72,21 @@ def test_filter_counts_every_drop_by_reason():
         tweet(4, "@user <URL> #hi"),
         tweet(5, "this one stays in the corpus"),
     ]
-    kept, drops = filter_batch(tweets, FilterConfig())
+
+    def apply(stages, batch):
+        drops = {}
+        for stage in stages:
+            batch, dropped = run_stage(stage, batch)
+            drops.update(drop_counts(dropped))
+        return batch, drops
+
+    kept, drops = apply([EmptyText(), Retweets(), Length()], tweets)
     assert [t.id for t in kept] == [5]
     assert drops == {DROP_EMPTY: 1, DROP_RETWEET: 2, DROP_TOO_SHORT: 1}
     assert len(kept) + sum(drops.values()) == len(tweets)
-    kept, drops = filter_batch(tweets, FilterConfig(drop_retweets=False))
+    keep_retweets = Retweets(Retweets.Config(drop_retweets=False))
+    assert not keep_retweets.enabled()  # build leaves a stage its options turn off out of the pipeline
+    kept, _ = apply([EmptyText(), Length()], tweets)
     assert {t.id for t in kept} == {2, 3, 5}
 
 

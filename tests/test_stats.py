@@ -23,14 +23,19 @@ import pytest
 from apache_beam.io.filesystem import FileMetadata
 from apache_beam.io.localfilesystem import LocalFileSystem
 from conftest import shared_data
+from rich.console import Console
 from tweetmill.pipeline.build import run
 from tweetmill.pipeline.cli import main as cli_main
-from tweetmill.pipeline.html_report import render_html
+from tweetmill.pipeline.html_report import funnel_plot, render_html
 from tweetmill.pipeline.options import RunConfig
+from tweetmill.pipeline.report import print_run_report
 from tweetmill.pipeline.sample import sample
-from tweetmill.pipeline.stats import HashtagCounter, compute_stats, list_layout, string_layout
+from tweetmill.pipeline.stats import LEGACY_FUNNEL_STAGES, compute_stats, funnel
+from tweetmill.pipeline.stats_print import funnel_table
+from tweetmill.pipeline.stats_scan import Accumulator, HashtagCounter, string_layout
 from tweetmill.pipeline.verify import verify
-from tweetmill.schemas.manifest import MANIFEST_NAME, Manifest
+from tweetmill.schemas.manifest import MANIFEST_NAME, Counts, Manifest, ShardEntry, StageRecord, TokenizerInfo
+from tweetmill.schemas.shard_dir import TOKENIZER_NAME
 from tweetmill.transforms.clean import CleanConfig
 
 # The reference definition of a hashtag, written out here on purpose (not imported).
@@ -172,7 +177,9 @@ def test_funnel_and_dedup_from_the_manifest(run_a, stats_a):
         remaining -= step["count"]
         assert step["remaining"] == remaining
     stages = [s["stage"] for s in funnel["steps"]]
-    assert stages == sorted(stages, key=["parse", "filter", "exact dedup", "near dedup", "language"].index)
+    manifest = _manifest(run_a)
+    order = [s.name for s in manifest.pipeline] or [name for name, _ in LEGACY_FUNNEL_STAGES]
+    assert stages == sorted(stages, key=order.index)
     assert funnel["balanced"] is True
     assert stats_a["dedup"]["exact_duplicate"] == counts["dropped"].get("exact_duplicate", 0)
     assert stats_a["dedup"]["duplicate_id"] == counts["dropped"].get("duplicate_id", 0)
@@ -195,6 +202,84 @@ def test_near_dedup_clusters_shown_when_the_manifest_has_them(run_a, tmp_path, c
     assert cli_main(["stats", str(out)]) == 0
     assert "near-duplicate clusters: 3, the largest 4 tweets" in capsys.readouterr().out
     assert "Near-duplicate clusters: 3, the largest 4 tweets" in render_html(stats)
+
+
+def _funnel_manifest(
+    read: int, dropped: dict[str, int], errors: int, pipeline: list[StageRecord]
+) -> Manifest:
+    """A manifest with just what the funnel reads (no run behind it)."""
+    kept = read - errors - sum(dropped.values())
+    return Manifest(
+        run_fingerprint="f" * 32,
+        shard_format_version=1,
+        tokenizer=TokenizerInfo("0" * 64, 100, 99, "<eos>", "bundled:tweet-bpe"),
+        counts=Counts(read=read, kept=kept, dropped=dropped, errors=errors),
+        shards=[ShardEntry("shard-00000-of-00001.arrow", kept, 10 * kept, 1000, "0" * 64)],
+        pipeline=pipeline,
+    )
+
+
+def _steps(funnel_stats: dict) -> list[tuple[str, str, int, int]]:
+    return [(s["stage"], s["reason"], s["count"], s["remaining"]) for s in funnel_stats["steps"]]
+
+
+def test_funnel_follows_the_stages_the_manifest_lists(capsys):
+    """Format 2: the stages in the manifest's order, under their own names (a user's filter too);
+    only drops of one or more; a reason no stage declares last, as "other"."""
+    pipeline = [
+        StageRecord("read", "source", {"delete_notice": 3, "no_text": 0}),
+        StageRecord("clean", "map", {}),
+        StageRecord("no_crypto", "user", {"crypto": 4}, "drops tweets about crypto"),
+        StageRecord("exact_dedup", "shuffle", {"duplicate_id": 0, "exact_duplicate": 5}),
+        StageRecord("language", "filter", {"language": 6}),
+    ]
+    dropped = {"delete_notice": 3, "crypto": 4, "exact_duplicate": 5, "language": 6}
+    manifest = Manifest.from_json(_funnel_manifest(100, dropped, 2, pipeline).to_json())  # via JSON
+    assert manifest.pipeline == pipeline
+    result = funnel(manifest)
+    assert _steps(result) == [
+        ("read", "errors (dead letters)", 2, 98),
+        ("read", "delete_notice", 3, 95),
+        ("no_crypto", "crypto", 4, 91),
+        ("exact_dedup", "exact_duplicate", 5, 86),
+        ("language", "language", 6, 80),
+    ]
+    assert result["stages"] == "manifest" and result["balanced"] is True
+    assert (result["read"], result["kept"], result["dropped"], result["errors"]) == (100, 80, 18, 2)
+
+    manifest.counts.dropped["mystery"] = 1  # counted, but no stage declares it
+    manifest.counts.kept -= 1
+    manifest.shards[0].rows -= 1
+    result = funnel(manifest)
+    assert _steps(result)[-1] == ("other", "mystery", 1, 79) and result["balanced"] is True
+
+    # The run's closing report, the terminal table and the HTML page show the same funnel.
+    console = Console(width=200, record=True)
+    print_run_report(console, manifest, "out", 1.0)
+    console.print(funnel_table(result))
+    text = console.export_text()
+    assert "Accounting" in text and "no_crypto" in text and "− crypto" in text and "balanced" in text
+    assert text.index("no_crypto") < text.index("exact_dedup") < text.index("other")
+    assert "no_crypto: crypto" in funnel_plot(result)
+
+
+def test_funnel_of_a_version_1_manifest_uses_the_legacy_stages():
+    dropped = {"retweet": 5, "delete_notice": 1, "language": 2, "near_duplicate": 3, "mystery": 1}
+    doc = json.loads(_funnel_manifest(50, dropped, 1, []).to_json())
+    doc["format_version"] = 1
+    del doc["pipeline"]
+    manifest = Manifest.from_json(json.dumps(doc))
+    assert manifest.pipeline == []
+    result = funnel(manifest)
+    assert _steps(result) == [
+        ("parse", "errors (dead letters)", 1, 49),
+        ("parse", "delete_notice", 1, 48),
+        ("filter", "retweet", 5, 43),
+        ("near dedup", "near_duplicate", 3, 40),
+        ("language", "language", 2, 38),
+        ("other", "mystery", 1, 37),
+    ]
+    assert result["stages"] == "legacy" and result["balanced"] is True and result["kept"] == 37
 
 
 def test_hashtags_and_domains(run_a, run_b, stats_a):
@@ -233,7 +318,7 @@ def test_vocabulary_coverage_and_top_tokens(run_a, stats_a):
     assert vocab["tokens_for_90pct"] == next(
         k for k in range(1, len(ordered) + 1) if sum(ordered[:k]) >= 0.9 * total
     )
-    tokenizer = Tokenizer.from_file(str(run_a / "tokenizer.json"))
+    tokenizer = Tokenizer.from_file(str(run_a / TOKENIZER_NAME))
     for entry in vocab["top_tokens"][:50]:
         assert entry["count"] == counts[entry["id"]]
         assert entry["text"] == tokenizer.decode([entry["id"]], skip_special_tokens=False)
@@ -247,10 +332,7 @@ def test_workers_do_not_change_the_figures(run_a, stats_a):
         assert compute_stats(str(run_a), top=10_000, workers=workers) == stats_a
 
 
-def test_sliced_arrays_are_read_through_their_offsets():
-    tokens = pa.array([[1, 2], [3], [4, 5, 6], [7, 8]], pa.list_(pa.int32())).slice(1, 2)
-    offsets, values = list_layout(tokens)
-    assert offsets.tolist() == [0, 1, 4] and values.tolist() == [3, 4, 5, 6]
+def test_sliced_strings_are_read_through_their_offsets():
     texts = pa.array(["#skip me", "x #a", None, "#Brexit! é#no ☃#Snow #1 C#x &#38;", "#skip"]).slice(1, 3)
     offsets, data = string_layout(texts)
     assert [data[a:b].tobytes().decode() for a, b in itertools.pairwise(offsets)] == texts.fill_null(
@@ -433,9 +515,7 @@ def test_verify_catches_a_shard_from_another_run(copy_a, run_b):
 
 
 def test_verify_catches_a_wrong_tokenizer_and_manifest_totals(copy_a):
-    (copy_a / "tokenizer.json").write_text(
-        (copy_a / "tokenizer.json").read_text().replace("<URL>", "<url>", 1)
-    )
+    (copy_a / TOKENIZER_NAME).write_text((copy_a / TOKENIZER_NAME).read_text().replace("<URL>", "<url>", 1))
     doc = json.loads((copy_a / MANIFEST_NAME).read_text())
     doc["totals"]["tokens"] += 1
     (copy_a / MANIFEST_NAME).write_text(json.dumps(doc))
@@ -482,7 +562,7 @@ class _PrefixedLocalFileSystem(LocalFileSystem):
 def test_beam_filesystem_paths(run_a, stats_a, copy_a, tmp_path):
     remote = _PrefixedLocalFileSystem.PREFIX + str(run_a)
     stats = compute_stats(remote, top=10_000)
-    assert stats["tokenizer"].pop("decoded_with") == remote + "/tokenizer.json"
+    assert stats["tokenizer"].pop("decoded_with") == remote + "/" + TOKENIZER_NAME
     assert stats.pop("shard_dir") == remote
     assert stats == {k: v for k, v in stats_a.items() if k != "shard_dir"} | {
         "tokenizer": {k: v for k, v in stats_a["tokenizer"].items() if k != "decoded_with"}
@@ -498,9 +578,7 @@ def test_beam_filesystem_paths(run_a, stats_a, copy_a, tmp_path):
 
 def test_stats_memory_does_not_hold_the_rows(run_a):
     """The accumulators' size is independent of the rows: no per-row Python objects survive."""
-    import tweetmill.pipeline.stats as stats_module
-
-    acc = stats_module._Accumulator(16384)
+    acc = Accumulator(16384)
     table = _table(run_a)
     for batch in table.to_batches(max_chunksize=512):
         acc.add(batch)

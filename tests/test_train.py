@@ -32,6 +32,14 @@ from train_fixtures import (
     write_text_shards,
 )
 from tweetmill.gpu_train import data as data_module
+from tweetmill.gpu_train.attention import (
+    AttentionUnavailable,
+    FlexAttention,
+    SdpaAttention,
+    VarlenAttention,
+    document_layout,
+    select_attention,
+)
 from tweetmill.gpu_train.checkpoint import load_checkpoint, resolve_checkpoint
 from tweetmill.gpu_train.cli import main
 from tweetmill.gpu_train.data import (
@@ -39,23 +47,14 @@ from tweetmill.gpu_train.data import (
     BlockPacker,
     DatasetError,
     DocumentTable,
-    list_layout,
     open_shards,
     split_documents,
     val_mask,
 )
 from tweetmill.gpu_train.metrics import Reporter, step_flops
-from tweetmill.gpu_train.model import (
-    GPT,
-    AttentionUnavailable,
-    FlexAttention,
-    SdpaAttention,
-    VarlenAttention,
-    document_layout,
-    model_config,
-    select_attention,
-)
+from tweetmill.gpu_train.model import GPT, model_config
 from tweetmill.gpu_train.train import ResumeError, TrainConfig, resume_config, train
+from tweetmill.schemas.shard_dir import TOKENIZER_NAME, list_layout
 
 torch.set_num_threads(1)
 DEVICE = os.environ.get("TWEETMILL_TEST_DEVICE", "cpu")
@@ -113,10 +112,15 @@ def assert_same_tensors(a: dict, b: dict) -> None:
 
 
 def test_list_layout_honours_slices():
+    """The one list reader of schemas/shard_dir.py (trainer, stats, verify): offsets from 0 into the
+    slice's own values, zero-copy."""
     arr = pa.array([[1, 2], [3], [4, 5, 6], [7]], pa.list_(pa.int32()))
     offsets, values = list_layout(arr.slice(1, 2))
+    assert offsets.tolist() == [0, 1, 4] and values.tolist() == [3, 4, 5, 6]
     assert [values[offsets[i] : offsets[i + 1]].tolist() for i in range(2)] == [[3], [4, 5, 6]]
     assert np.shares_memory(values, np.frombuffer(arr.values.buffers()[1], dtype=np.int32))
+    with pytest.raises(TypeError, match="ChunkedArray"):
+        list_layout(pa.chunked_array([arr]))
 
 
 def test_reader_maps_shards_and_reads_real_tokens(shards, corpus, tokenizer):
@@ -471,7 +475,7 @@ def test_cli_train_resume_generate(shards, tmp_path, capsys, caplog):
     out = capsys.readouterr().out
     assert [json.loads(x)["step"] for x in out.splitlines() if '"loss"' in x] == [1, 2]
     assert (runs / "latest").read_text().strip() == "cli/step-00000002.pt"
-    assert (runs / "cli" / "tokenizer.json").is_file()
+    assert (runs / "cli" / TOKENIZER_NAME).is_file()
 
     assert main(["--resume", str(runs / "latest"), "--steps", "3", *common]) == 0
     assert '"step": 3' in capsys.readouterr().out

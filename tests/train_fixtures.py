@@ -29,6 +29,7 @@ from tweetmill.schemas import (
     shard_schema,
 )
 from tweetmill.schemas.shard import splitmix64
+from tweetmill.schemas.shard_dir import TOKENIZER_NAME
 
 EOS_TOKEN = "<|endoftext|>"
 
@@ -193,7 +194,7 @@ def write_shards(
         created_by="tests/train_fixtures.py",
     )
     if tokenizer_json is not None:
-        (out / "tokenizer.json").write_bytes(tokenizer_json)
+        (out / TOKENIZER_NAME).write_bytes(tokenizer_json)
     (out / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
     return manifest
 

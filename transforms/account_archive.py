@@ -29,7 +29,8 @@ from typing import BinaryIO
 
 from tweetmill.schemas.records import Tweet, source_file_name
 from tweetmill.transforms.containers import SNIFF_BYTES, Replay, peek
-from tweetmill.transforms.parse import YTD_PREFIX, iter_records
+from tweetmill.transforms.parse import iter_records
+from tweetmill.transforms.tweet_objects import YTD_PREFIX
 
 TWEET_DATASETS = frozenset(("tweets", "tweet", "community_tweet", "community_tweets"))
 NOTE_DATASETS = frozenset(("note_tweet", "note_tweets"))
@@ -43,7 +44,7 @@ SKIP_DELETED = "account archive: deleted tweets (read them with --include-delete
 
 def _ytd(head: bytes) -> tuple[str | None, bytes]:
     """The dataset a file's first (decoded) bytes assign (``window.YTD.<dataset>.partN =``), and
-    what follows the assignment; the parser reads the same prefix (``parse.YTD_PREFIX``)."""
+    what follows the assignment; the parser reads the same prefix (``tweet_objects.YTD_PREFIX``)."""
     body = head.lstrip().removeprefix(b"\xef\xbb\xbf")
     m = YTD_PREFIX.match(body)
     return (m.group(1).decode("ascii").lower(), body[m.end():]) if m else (None, b"")

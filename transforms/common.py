@@ -12,8 +12,8 @@ from apache_beam.metrics import Metrics
 from tweetmill.schemas.records import Tweet
 
 # Tagged outputs. A stage's main output holds what it keeps; records it drops are counted under
-# TAG_DROPPED as ``(reason, count)`` pairs; input it cannot understand goes to TAG_DEAD_LETTERS as
-# ``DeadLetter`` records. The pipeline sums these into the manifest's accounting.
+# TAG_DROPPED as ``((stage, reason), count)`` pairs; input it cannot understand goes to
+# TAG_DEAD_LETTERS as ``DeadLetter`` records. The pipeline sums these into the manifest's accounting.
 TAG_DROPPED = "dropped"
 TAG_DEAD_LETTERS = "dead_letters"
 
@@ -24,7 +24,7 @@ class DropCounter:
     """Counts drops by reason as Beam metrics (for the runner's UI) and yields tagged counts.
 
     Create one in ``DoFn.setup``; after each batch, ``emit(counter)`` yields the
-    ``TaggedOutput(TAG_DROPPED, (reason, n))`` values the DoFn must emit.
+    ``TaggedOutput(TAG_DROPPED, ((stage, reason), n))`` values the DoFn must emit.
     """
 
     def __init__(self, stage: str):
@@ -37,9 +37,10 @@ class DropCounter:
                 continue
             metric = self._metrics.get(reason)
             if metric is None:
-                metric = self._metrics[reason] = Metrics.counter(METRICS_NAMESPACE, f"dropped_{reason}")
+                name = f"dropped_{self._stage}_{reason}"
+                metric = self._metrics[reason] = Metrics.counter(METRICS_NAMESPACE, name)
             metric.inc(count)
-            yield beam.pvalue.TaggedOutput(TAG_DROPPED, (reason, count))
+            yield beam.pvalue.TaggedOutput(TAG_DROPPED, ((self._stage, reason), count))
 
 
 # A tweet's field values as one tuple, in declaration order: ``Tweet(*tweet_values(t))`` rebuilds it.

@@ -2,7 +2,9 @@
 
 Each is a ``CombinePerKey`` that keeps one deterministic survivor per key and counts the rest, so
 the result is the same whatever the runner, worker count or input order, and the runner can
-pre-combine before the shuffle (far less data moves than with a GroupByKey).
+pre-combine before the shuffle (far less data moves than with a GroupByKey). A run that audits its
+drops (``--write-dropped``) needs the removed copies themselves: it groups instead and runs the
+same combine over each group, so the survivors are the same either way.
 
 Copies of one id are not always the same record: an edited tweet, a truncated v1 text beside the
 full one, an export that re-encoded or flattened the text. The id stage keeps the most complete
@@ -24,10 +26,12 @@ from apache_beam.metrics import Metrics
 from tweetmill.schemas.records import DROP_DUPLICATE_ID, DROP_EXACT_DUPLICATE, Tweet, source_file_name
 from tweetmill.schemas.shard import splitmix64
 from tweetmill.transforms.common import METRICS_NAMESPACE, TAG_DROPPED, DropCounter, TweetCoder
+from tweetmill.transforms.stage import KIND_SHUFFLE, TAG_DROPPED_TWEETS
 
 TAG_STATS = "stats"  # the same tags as near dedup's, so the pipeline routes both alike
 TAG_SAMPLES = "samples"
 ID_STAGE = "id_dedup"  # key of the id stage's stats in the manifest's ``stages``
+TEXT_STAGE = "exact_dedup"
 MAX_CONFLICT_SAMPLES = 100
 
 _WHITESPACE = re.compile(r"\s+")
@@ -273,11 +277,12 @@ class KeepBestId(beam.CombineFn):
 
 
 class _EmitSurvivor(beam.DoFn):
-    def __init__(self, reason: str):
+    def __init__(self, stage: str, reason: str):
+        self._stage = stage
         self._reason = reason
 
     def setup(self) -> None:
-        self._drops = DropCounter("dedup")
+        self._drops = DropCounter(self._stage)
 
     def process(self, keyed) -> Iterator:
         _, (survivor, count) = keyed
@@ -290,7 +295,7 @@ class _EmitIdSurvivor(beam.DoFn):
     """A group -> its survivor, its drops, and for repeated ids their stats and conflict sample."""
 
     def setup(self) -> None:
-        self._drops = DropCounter("dedup")
+        self._drops = DropCounter(ID_STAGE)
         self._metrics = [
             Metrics.counter(METRICS_NAMESPACE, f"{ID_STAGE}_{name}")
             for name in ("duplicate_ids", "duplicates_removed", "conflicting_ids", "conflicting_records")
@@ -312,26 +317,91 @@ class _EmitIdSurvivor(beam.DoFn):
             yield beam.pvalue.TaggedOutput(TAG_SAMPLES, conflict_sample(best, other, count))
 
 
+class _CombineGroupFn(beam.DoFn):
+    """A group → ``(key, combined)`` as ``CombinePerKey(fn)`` would give, and every copy the combine
+    did not keep under ``TAG_DROPPED_TWEETS``."""
+
+    def __init__(self, fn: beam.CombineFn, stage: str, reason: str):
+        self._fn, self._stage, self._reason = fn, stage, reason
+
+    def process(self, keyed) -> Iterator:
+        key, tweets = keyed
+        tweets = list(tweets)
+        acc = self._fn.create_accumulator()
+        for tweet in tweets:
+            acc = self._fn.add_input(acc, tweet)
+        combined = self._fn.extract_output(acc)
+        yield key, combined
+        survivor = combined[0]
+        for tweet in tweets:
+            if tweet is not survivor:
+                yield beam.pvalue.TaggedOutput(TAG_DROPPED_TWEETS, (self._stage, self._reason, tweet))
+
+
+class _KeepPerKey(beam.PTransform):
+    """``(key, tweet)`` → ``combined`` per key, and with ``audit`` the copies removed (else empty)."""
+
+    def __init__(self, fn: beam.CombineFn, output_type, stage: str, reason: str, audit: bool):
+        super().__init__()
+        self._fn, self._output_type, self._audit = fn, output_type, audit
+        self._stage, self._reason = stage, reason
+
+    def expand(self, keyed):
+        if not self._audit:
+            combined = keyed | "Combine" >> beam.CombinePerKey(self._fn).with_output_types(self._output_type)
+            return combined, keyed.pipeline | "NoDroppedTweets" >> beam.Create([])
+        out = (
+            keyed
+            | "Group" >> beam.GroupByKey()
+            | "Combine"
+            >> beam.ParDo(_CombineGroupFn(self._fn, self._stage, self._reason))
+            .with_output_types(self._output_type)
+            .with_outputs(TAG_DROPPED_TWEETS, main="combined")
+        )
+        return out.combined, out[TAG_DROPPED_TWEETS]
+
+
+class DedupOutputs(dict):
+    """A dedup stage's outputs: a dict of PCollections that reads like a ``DoOutputsTuple``."""
+
+    @property
+    def tweets(self) -> beam.PCollection:
+        return self["tweets"]
+
+
 class _Deduplicate(beam.PTransform):
+    kind = KIND_SHUFFLE
+
     def __init__(
-        self, key: Callable[[Tweet], object], key_type: type, order: Callable[[Tweet], tuple], reason: str
+        self,
+        key: Callable[[Tweet], object],
+        key_type: type,
+        order: Callable[[Tweet], tuple],
+        audit: bool,
     ):
         super().__init__()
-        self._key, self._key_type, self._order, self._reason = key, key_type, order, reason
+        self._key, self._key_type, self._order, self._audit = key, key_type, order, audit
 
     def expand(self, tweets):
-        return (
+        reason = self.reasons[0]
+        combined, removed = (
             tweets
             | "Key"
             >> beam.Map(lambda t, key=self._key: (key(t), t)).with_output_types(tuple[self._key_type, Tweet])
             | "KeepFirst"
-            >> beam.CombinePerKey(KeepFirst(self._order)).with_output_types(
-                tuple[self._key_type, tuple[Tweet, int]]
+            >> _KeepPerKey(
+                KeepFirst(self._order),
+                tuple[self._key_type, tuple[Tweet, int]],
+                self.name,
+                reason,
+                self._audit,
             )
-            | "EmitSurvivors"
-            >> beam.ParDo(_EmitSurvivor(self._reason))
-            .with_output_types(Tweet)
-            .with_outputs(TAG_DROPPED, main="tweets")
+        )
+        kept = combined | "EmitSurvivors" >> beam.ParDo(_EmitSurvivor(self.name, reason)).with_output_types(
+            Tweet
+        ).with_outputs(TAG_DROPPED, main="tweets")
+        return DedupOutputs(
+            {"tweets": kept.tweets, TAG_DROPPED: kept[TAG_DROPPED], TAG_DROPPED_TWEETS: removed}
         )
 
 
@@ -347,35 +417,44 @@ def _sorted_samples(samples: list[dict], max_samples: int) -> list[dict]:
     return sorted(samples, key=conflict_sample_order)[:max_samples]
 
 
-class IdDedupOutputs(dict):
-    """``DeduplicateIds``' outputs: a dict of PCollections that reads like a ``DoOutputsTuple``."""
-
-    @property
-    def tweets(self) -> beam.PCollection:
-        return self["tweets"]
-
-
 class DeduplicateIds(beam.PTransform):
     """One tweet per id (overlapping archives hold the same tweets); the survivor by content only.
 
-    Returns ``IdDedupOutputs``: ``.tweets`` (one ``Tweet`` per id, see ``id_survivor_order``),
-    ``[TAG_DROPPED]`` (``(duplicate_id, count)``), ``["stats"]`` (one ``("id_dedup", dict)``, see
-    ``id_stats_dict``) and ``["samples"]`` (one list of at most ``max_samples`` conflict dicts, the
-    same on every run, see ``conflict_sample``). ``id_dedup_report`` is the same in one process.
+    Returns ``DedupOutputs``: ``.tweets`` (one ``Tweet`` per id, see ``id_survivor_order``),
+    ``[TAG_DROPPED]`` (``(("id_dedup", "duplicate_id"), count)``), ``["stats"]`` (one
+    ``("id_dedup", dict)``, see ``id_stats_dict``), ``["samples"]`` (one list of at most
+    ``max_samples`` conflict dicts, the same on every run, see ``conflict_sample``) and
+    ``[TAG_DROPPED_TWEETS]`` (the removed copies, with ``audit``). ``id_dedup_report`` is the same in
+    one process.
     """
 
-    def __init__(self, max_samples: int = MAX_CONFLICT_SAMPLES):
+    name = ID_STAGE
+    kind = KIND_SHUFFLE
+    reasons = (DROP_DUPLICATE_ID,)
+    description = "copies of one tweet id (overlapping archives); the most complete copy stays"
+
+    def __init__(self, max_samples: int = MAX_CONFLICT_SAMPLES, *, audit: bool = False):
         super().__init__()
         if max_samples < 0:
             raise ValueError(f"max_samples must be >= 0, got {max_samples}")
         self._max_samples = max_samples
+        self._audit = audit
 
     def expand(self, tweets):
-        groups = (
+        combined, removed = (
             tweets
             | "Key" >> beam.Map(lambda t: (t.id, t)).with_output_types(tuple[int, Tweet])
             | "KeepBest"
-            >> beam.CombinePerKey(KeepBestId()).with_output_types(tuple[int, tuple[Tweet, Tweet | None, int]])
+            >> _KeepPerKey(
+                KeepBestId(),
+                tuple[int, tuple[Tweet, Tweet | None, int]],
+                ID_STAGE,
+                DROP_DUPLICATE_ID,
+                self._audit,
+            )
+        )
+        groups = (
+            combined
             | "EmitSurvivors"
             >> beam.ParDo(_EmitIdSurvivor())
             .with_output_types(Tweet)
@@ -392,12 +471,16 @@ class DeduplicateIds(beam.PTransform):
             >> beam.combiners.Top.Smallest(max(self._max_samples, 1), key=conflict_sample_order)
             | "SortSamples" >> beam.Map(_sorted_samples, self._max_samples)
         )
-        outputs = {"tweets": groups.tweets, TAG_DROPPED: groups[TAG_DROPPED]}
-        return IdDedupOutputs({**outputs, TAG_STATS: stats, TAG_SAMPLES: samples})
+        outputs = {"tweets": groups.tweets, TAG_DROPPED: groups[TAG_DROPPED], TAG_DROPPED_TWEETS: removed}
+        return DedupOutputs({**outputs, TAG_STATS: stats, TAG_SAMPLES: samples})
 
 
 class DeduplicateTexts(_Deduplicate):
     """One tweet per normalised text; the survivor is the tweet with the smallest id."""
 
-    def __init__(self):
-        super().__init__(_text_key, bytes, text_survivor_order, DROP_EXACT_DUPLICATE)
+    name = TEXT_STAGE
+    reasons = (DROP_EXACT_DUPLICATE,)
+    description = "the same normalised text as a tweet with a smaller id"
+
+    def __init__(self, *, audit: bool = False):
+        super().__init__(_text_key, bytes, text_survivor_order, audit)

@@ -1,44 +1,14 @@
-"""Near-duplicate removal: MinHash LSH over character n-grams, as a Beam transform.
+"""Near-duplicate removal as a Beam transform: the removal rule, its in-process reference
+(``near_dedup_report``/``near_duplicates``) and ``RemoveNearDuplicates``, which applies it at scale.
 
 Exact dedup misses copy-paste spam, bot templates, the same text with another link or hashtag, and
-manual retweets. This stage finds them in four steps:
-
-1. **Shingles.** Tweets are short (most have fewer than five words), so word n-grams leave most of
-   them without a signature: the stage uses character n-grams of a normalised text (NFKC, case
-   folded, whitespace collapsed, URLs/mentions/e-mails/phones and the clean stage's placeholders
-   folded to one symbol each, a leading manual-retweet marker ``RT @user:`` removed). A text shorter
-   than ``n`` characters is one shingle, the whole text; an empty text has no shingle and never
-   matches anything.
-2. **Signatures**, compatible with datasketch 2.0.0's default scheme (``affine32``): each shingle is
-   hashed to 32 bits with ``shingle_hash`` (FNV-1a over code points with an xor-shift, vectorised
-   over whole batches), pre-mixed with the MurmurHash3 finalizer and permuted with
-   ``a * h + b mod 2**32`` using datasketch's own parameters for the same ``seed`` and ``num_perm``.
-   ``datasketch.MinHash(num_perm, seed, hashfunc=shingle_hash)`` fed ``shingle_strings(text, n)``
-   gives bit-identical hash values, so signatures load into ``MinHashLSH``/``LeanMinHash``
-   (``MinHash(hashvalues=sig, scheme="affine32", seed=seed)``). The values are ``uint32`` because
-   that is what datasketch 2.0.0 stores for this scheme.
-3. **LSH in Beam.** Bands x rows come from datasketch's ``_optimal_param`` for the threshold, with
-   weights favouring recall (``false_negative_weight``: candidates are verified anyway). Every
-   tweet has one band key per band; band keys are grouped (a GroupByKey over hash partitions of
-   the key space, moving numpy batches, not one element per key); inside a bucket every member is
-   paired only with the bucket's smallest id (a bucket of 100k copies yields 100k pairs, not
-   10**10). Pairs are joined with the tweets' texts by id (again per partition); each member's
-   text goes to the partition of its smallest bucket min (its "anchor"), where both are signed
-   again and the pair counts only once verified: the signatures agree on >= threshold of their
-   positions (the estimated Jaccard, as ``MinHash.jaccard`` computes it). A member that fails
-   there goes on to its other anchors; the verdicts go back to the tweets, which never left their
-   own partition's shuffle. Nothing holds all tweets, keys or pairs in one process: each
-   partition holds ~1/partitions.
-4. **Clusters.** Rule: *a tweet is dropped iff it has a verified near-duplicate with a smaller
-   id*; its "anchor" (the ``kept_id`` of samples and stats) is the smallest such id. This is local
-   (no iteration to a fixed point), so the survivors are the same whatever the runner, worker
-   count or input order. Consequence for transitivity: with ``A < B < C``, ``A~B``, ``B~C`` but not
-   ``A~C``, both B and C are dropped (C's anchor B is itself dropped); with ``A < C < B`` and the
-   same similarities only B is dropped and C survives. So the rule removes a subset of what
-   connected components (one survivor per component) would remove: never more, sometimes less,
-   and every removed tweet is verified-similar to its anchor. "Clusters" in the stats are the
-   anchors: ``clusters`` is the number of distinct anchors and ``largest_cluster`` is 1 + the most
-   tweets removed against one anchor.
+manual retweets. The rule: *a tweet is dropped iff it has a verified near-duplicate with a smaller
+id* (estimated Jaccard of MinHash signatures >= threshold; see ``minhash.py``); its anchor (the
+``kept_id`` of samples and stats) is the smallest such id. It is local, so survivors do not depend on
+runner, worker count, partitions or input order. Candidates come from LSH buckets, each member paired
+only with its bucket's smallest id. ``docs/near-dedup.md`` explains the rule, why it is correct,
+how the transform scales and how it stays compatible with datasketch; the byte payloads of the
+shuffles are in ``near_dedup_encoding.py``.
 
 Ids are expected to be unique (``DeduplicateIds`` runs earlier); tweets that share an id share a
 fate and are never compared with each other.
@@ -47,13 +17,9 @@ fate and are never compared with each other.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import math
 import os
-import pickle
-import re
-import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -64,27 +30,36 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 from tweetmill.schemas.records import DROP_NEAR_DUPLICATE, Tweet
 from tweetmill.schemas.shard import splitmix64
-from tweetmill.transforms.common import TAG_DROPPED, DropCounter, tweet_values
+from tweetmill.transforms.common import TAG_DROPPED, DropCounter
+from tweetmill.transforms.minhash import SCHEME, band_keys, is_empty, lsh_params, minhash_signatures
+from tweetmill.transforms.near_dedup_encoding import (
+    Claims,
+    concat,
+    decode_arrays,
+    encode_arrays,
+    ids_array,
+    match_ids,
+    pack_tweets,
+    partition_of,
+    split_by_partition,
+    unique_pairs,
+    unpack_tweets,
+)
+from tweetmill.transforms.stage import KIND_SHUFFLE, TAG_DROPPED_TWEETS
 
 __all__ = [
+    "STAGE",
     "TAG_SAMPLES",
     "TAG_STATS",
     "NearDedupConfig",
     "NearDedupOutputs",
     "NearDedupReport",
     "RemoveNearDuplicates",
-    "Shingles",
-    "band_keys",
-    "lsh_params",
-    "minhash_signatures",
+    "RemovedPair",
+    "config_dict",
     "near_dedup_report",
     "near_duplicate_pairs",
     "near_duplicates",
-    "normalize_text",
-    "permutations",
-    "shingle_hash",
-    "shingle_strings",
-    "shingles",
 ]
 
 log = logging.getLogger(__name__)
@@ -92,27 +67,6 @@ log = logging.getLogger(__name__)
 TAG_STATS = "stats"
 TAG_SAMPLES = "samples"
 STAGE = "near_dedup"
-
-SCHEME = "affine32"  # datasketch 2.0.0's default permutation scheme
-_U32 = np.uint32
-_MAX_HASH = _U32(0xFFFFFFFF)  # datasketch's "empty" value for affine32
-
-# shingle_hash: FNV-1a over code points, plus an xor-shift so high bits reach the low ones.
-_FNV_OFFSET = 0x811C9DC5
-_FNV_PRIME = 0x01000193
-_SHIFT = 15
-
-# One symbol per kind of entity, from Unicode's private use area (NFKC leaves it alone), so a
-# link, a mention or a placeholder weighs one character in a shingle whatever its spelling.
-_URL, _MENTION, _EMAIL, _PHONE = "\ue000", "\ue001", "\ue002", "\ue003"
-# Cheap guards (substring tests) keep the regexes off the texts that cannot match: normalising was
-# the costliest step of signing before (24 µs/tweet with one combined regex, 4 µs now).
-_URLS = re.compile(r"https?://\S+|www\.\S+")
-_EMAIL_DOMAIN = re.compile(r"@[\w-]+(?:\.[\w-]+)+")
-_EMAIL_LOCAL = re.compile(r"[\w.+-]")
-_MENTIONS = re.compile(r"@\w+")
-_PLACEHOLDERS = (("<url>", _URL), ("<email>", _EMAIL), ("<phone>", _PHONE))  # the clean stage's, case-folded
-_RT_PREFIX = re.compile(r"^(?:rt ?" + _MENTION + r" ?:? ?)+")
 
 
 @dataclass(frozen=True)
@@ -157,218 +111,6 @@ class NearDedupConfig:
     def min_agreement(self) -> int:
         """Signature positions that must agree for a verified pair (``jaccard >= threshold``)."""
         return math.ceil(self.threshold * self.num_perm - 1e-9)
-
-
-@functools.lru_cache(maxsize=64)
-def lsh_params(threshold: float, num_perm: int, false_negative_weight: float = 0.5) -> tuple[int, int]:
-    """(bands, rows) exactly as ``datasketch.MinHashLSH(threshold, num_perm, weights=(1 - w, w))``
-    chooses them."""
-    from datasketch.lsh import _optimal_param
-
-    w = false_negative_weight
-    return _optimal_param(threshold, num_perm, 1.0 - w, w)
-
-
-@functools.lru_cache(maxsize=32)
-def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """datasketch 2.0.0's affine32 parameters ``(a, b)`` for ``seed``: built once, not per tweet.
-
-    Same generator calls as ``MinHash._init_permutations`` (the test asserts equality).
-    """
-    gen = np.random.RandomState(seed)
-    a = gen.randint(0, 1 << 31, num_perm, dtype=_U32) * _U32(2) + _U32(1)
-    b = gen.randint(0, 1 << 32, num_perm, dtype=_U32)
-    a.setflags(write=False)
-    b.setflags(write=False)
-    return a, b
-
-
-# --- shingles ------------------------------------------------------------------------------------
-
-
-def _fold_emails(text: str) -> str:
-    """``re.sub(r"[\\w.+-]+@[\\w-]+(?:\\.[\\w-]+)+", _EMAIL, text)``, scanning from the "@": a
-    pattern that starts with a character class is slow to scan a whole batch with (4 µs/tweet)."""
-    pieces: list[str] = []
-    done = 0  # text[:done] is in pieces
-    for match in _EMAIL_DOMAIN.finditer(text):
-        start = match.start()
-        while start > done and _EMAIL_LOCAL.match(text, start - 1):
-            start -= 1
-        if start < match.start():  # a local part: an e-mail address
-            pieces += (text[done:start], _EMAIL)
-            done = match.end()
-    if not pieces:
-        return text
-    pieces.append(text[done:])
-    return "".join(pieces)
-
-
-def normalize_text(text: str) -> str:
-    """The text whose shingles are compared: entity spelling, case, spacing and RT markers folded.
-
-    Per text, behind cheap substring guards: most texts skip most steps (2.5 µs/tweet measured;
-    the same steps on a whole joined batch took 5.5, full NFKC of every text dominating).
-    """
-    if "\x00" in text:  # the separator of texts in ``shingles``
-        text = text.replace("\x00", "")
-    text = unicodedata.normalize("NFKC", text).casefold()
-    # Whitespace first (the substitutions below neither make nor take any); split+join costs
-    # ~1 µs, the guard (only plain single spaces, none at the ends) a tenth of that.
-    if not text.isprintable() or "  " in text or text[:1] == " " or text[-1:] == " ":
-        text = " ".join(text.split())
-    if "http" in text or "www." in text:
-        text = _URLS.sub(_URL, text)
-    if "<" in text:
-        for placeholder, symbol in _PLACEHOLDERS:
-            text = text.replace(placeholder, symbol)
-    if "@" in text:
-        text = _MENTIONS.sub(_MENTION, _fold_emails(text))
-    if text.startswith("rt"):
-        text = _RT_PREFIX.sub("", text)
-    return text
-
-
-def shingle_strings(text: str, n: int) -> list[str]:
-    """The shingles of one text, readable (tests, datasketch, exact Jaccard); may repeat."""
-    norm = normalize_text(text)
-    if len(norm) <= n:
-        return [norm] if norm else []
-    return [norm[i : i + n] for i in range(len(norm) - n + 1)]
-
-
-def shingle_hash(shingle: str) -> int:
-    """32-bit hash of one shingle: the scalar twin of the vectorised hashing in ``shingles``.
-
-    Pass it as ``hashfunc`` to ``datasketch.MinHash`` to get the stage's signatures.
-    """
-    h = _FNV_OFFSET
-    for ch in shingle:
-        h = ((h ^ ord(ch)) * _FNV_PRIME) & 0xFFFFFFFF
-        h ^= h >> _SHIFT
-    return h
-
-
-@dataclass(frozen=True)
-class Shingles:
-    """Shingle hashes of a batch of texts, flat: text ``i`` owns ``hashes[offsets[i]:offsets[i+1]]``."""
-
-    hashes: np.ndarray  # uint32, shingle_hash of each shingle, in text order
-    offsets: np.ndarray  # int64, len(texts) + 1
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def of(self, i: int) -> np.ndarray:
-        return self.hashes[self.offsets[i] : self.offsets[i + 1]]
-
-
-def shingles(texts: list[str], n: int) -> Shingles:
-    """Hashes of every character n-gram of every (normalised) text, computed n steps at a time
-    over the whole batch: no Python call per shingle (nor per text)."""
-    if n < 1:
-        raise ValueError(f"n must be positive, got {n}")
-    if not texts:
-        return Shingles(np.zeros(0, dtype=_U32), np.zeros(1, dtype=np.int64))
-    # Code points of the batch (UTF-32: one unit per code point), texts separated by 0, padded
-    # so the last n-gram's reads stay in bounds.
-    cps = np.frombuffer("\x00".join(map(normalize_text, texts)).encode("utf-32-le"), dtype=_U32)
-    seps = np.flatnonzero(cps == 0)
-    starts = np.concatenate([[0], seps + 1])
-    lengths = np.concatenate([seps, [len(cps)]]) - starts
-    cps = np.concatenate([cps, np.zeros(n, dtype=_U32)])
-    counts = np.where(lengths >= n, lengths - n + 1, np.minimum(lengths, 1))
-    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    total = int(offsets[-1])
-    if total == 0:
-        return Shingles(np.zeros(0, dtype=_U32), offsets)
-    owner = np.repeat(np.arange(len(texts)), counts)
-    pos = np.arange(total, dtype=np.int64) - offsets[owner] + starts[owner]
-    prime, shift = _U32(_FNV_PRIME), _U32(_SHIFT)
-    h = np.full(total, _FNV_OFFSET, dtype=_U32)
-    for k in range(n):
-        h ^= cps[pos + k]
-        h *= prime
-        h ^= h >> shift
-    # A text shorter than n is one shingle of its own length: refold those few without the
-    # characters past their end.
-    short = np.flatnonzero(lengths[owner] < n)
-    if len(short):
-        spos, slen = pos[short], lengths[owner[short]]
-        hs = np.full(len(short), _FNV_OFFSET, dtype=_U32)
-        for k in range(n - 1):
-            nh = (hs ^ cps[spos + k]) * prime
-            nh ^= nh >> shift
-            hs = np.where(k < slen, nh, hs)
-        h[short] = hs
-    return Shingles(h, offsets)
-
-
-# --- signatures ----------------------------------------------------------------------------------
-
-
-def _fmix32(h: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 32-bit finalizer, as datasketch's affine32 pre-mix applies it."""
-    h = h ^ (h >> _U32(16))
-    h = h * _U32(0x85EBCA6B)
-    h ^= h >> _U32(13)
-    h = h * _U32(0xC2B2AE35)
-    return h ^ (h >> _U32(16))
-
-
-def signatures_from_shingles(sh: Shingles, num_perm: int, seed: int) -> np.ndarray:
-    """MinHash of each text's shingle set: ``min(a * fmix(h) + b)`` per permutation, in uint32.
-
-    One permutation at a time over the whole batch (a multiply, an add and a ``reduceat`` on one
-    contiguous row per permutation): cheaper than (permutations x shingles) blocks, measured.
-    """
-    a, b = permutations(num_perm, seed)
-    out = np.full((num_perm, len(sh)), _MAX_HASH, dtype=_U32)  # empty texts keep datasketch's empty value
-    nonempty = np.flatnonzero(np.diff(sh.offsets) > 0)
-    if len(nonempty):
-        mixed = _fmix32(sh.hashes)
-        starts = sh.offsets[nonempty]
-        row = np.empty_like(mixed)
-        dense = len(nonempty) == len(sh)
-        for k in range(num_perm):
-            np.multiply(mixed, a[k], out=row)
-            row += b[k]
-            if dense:
-                np.minimum.reduceat(row, starts, out=out[k])
-            else:
-                out[k, nonempty] = np.minimum.reduceat(row, starts)
-    return np.ascontiguousarray(out.T)
-
-
-def minhash_signatures(texts: list[str], config: NearDedupConfig) -> np.ndarray:
-    """``(len(texts), num_perm)`` uint32 signatures, identical to datasketch 2.0.0's
-    ``MinHash(num_perm, seed, hashfunc=shingle_hash)`` fed ``shingle_strings(text, n)``."""
-    return signatures_from_shingles(shingles(texts, config.shingle_size), config.num_perm, config.seed)
-
-
-def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    """``(len, bands)`` uint64 bucket keys: a 64-bit hash of each band's rows, salted with the band
-    index so equal values in different bands fall in different buckets. A collision only adds a
-    candidate, which verification then rejects."""
-    n = signatures.shape[0]
-    if n == 0:
-        return np.zeros((0, bands), dtype=np.uint64)
-    sig = signatures[:, : bands * rows].astype(np.uint64).reshape(n, bands, rows)
-    prime = np.uint64(0x100000001B3)
-    h = np.broadcast_to(
-        np.arange(bands, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(0xCBF29CE484222325),
-        (n, bands),
-    ).copy()
-    for j in range(rows):
-        h ^= sig[:, :, j]
-        h *= prime
-        h ^= h >> np.uint64(29)
-    return h
-
-
-def _is_empty(signatures: np.ndarray) -> np.ndarray:
-    return np.all(signatures == _MAX_HASH, axis=1)
 
 
 # --- pure in-memory core -------------------------------------------------------------------------
@@ -424,7 +166,7 @@ def near_dedup_report(tweets: list[Tweet], config: NearDedupConfig) -> NearDedup
         return NearDedupReport([], 0, 0, config)
     sigs = minhash_signatures([t.text for t in tweets], config)
     keys = band_keys(sigs, config.bands, config.rows)
-    empty = _is_empty(sigs)
+    empty = is_empty(sigs)
     ids = [t.id for t in tweets]
     by_id: dict[int, list[int]] = defaultdict(list)
     for i, tid in enumerate(ids):
@@ -478,18 +220,15 @@ def near_duplicates(tweets: list[Tweet], config: NearDedupConfig) -> tuple[list[
 
 # --- Beam ----------------------------------------------------------------------------------------
 #
-# Every shuffle moves *batches*: numpy arrays or lists routed to one of ``partitions`` keys (a hash
-# of the band key or of the tweet id), never one element per band entry. A GroupByKey per band entry
-# cost ~20 Beam elements per tweet and ran at ~2k tweets/s on the FnApiRunner; batched, the work is
-# numpy and Beam sees a few elements per batch and partition. A partition holds ~1/partitions of the
-# data, so the number of partitions, not the input size, bounds what one worker holds: raise it
-# with the input (the result does not depend on it).
+# Every shuffle moves batches routed to one of ``partitions`` keys (``near_dedup_encoding``), so the
+# number of partitions, not the input size, bounds what one worker holds: raise it with the input
+# (the result does not depend on it). Tweets go from Sign to Verify (packed, one shuffle); Route and
+# Check see only ids and texts. No signature is shuffled: Check signs the members and anchors of its
+# pairs again from their texts (~8 µs each), which costs less than moving 512 bytes per tweet or
+# per pair through the shuffles (measured: every byte is copied several times on the FnApiRunner,
+# and the kernel's page faults on those copies grew faster than the data).
 
-# The tags between the steps. Tweets go from Sign to Verify (packed, one shuffle); Route and Check
-# see only ids and texts. No signature is shuffled: Check signs the tweets that are members or
-# anchors of a pair again from their texts (~8 µs each), which costs less than moving 512 bytes
-# per tweet or per pair through the shuffles (measured: every byte is copied several times on the
-# FnApiRunner, and the kernel's page faults on those copies grew faster than the data).
+# The tags between the steps.
 _TWEETS, _PACKED = "tweets", "packed"  # Sign -> Route (ids, texts); Sign -> Verify (tweets)
 _PAIRS, _ANCHORS = "pairs", "anchors"  # PairWithBucketMin -> Route: (member, anchor); anchor ids
 _PENDING = "pending"  # Route -> Verify: which tweets of each chunk wait for a verdict
@@ -500,78 +239,6 @@ _CHECKED, _ANCHOR_IDS = "checked", "anchor_ids"  # Check, Verify -> stats
 _EMIT_TWEETS = 65536
 # Bucket pairs are deduplicated and emitted this many at a time (and at the end of a bundle).
 _EMIT_PAIRS = 1 << 23
-
-
-def _partition_of(values: np.ndarray, partitions: int) -> np.ndarray:
-    """Partition of each id or band key: a multiplicative hash, so sequential ids spread evenly."""
-    h = values.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-    return ((h >> np.uint64(32)) % np.uint64(partitions)).astype(np.int64)
-
-
-def _split_by_partition(parts: np.ndarray, partitions: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(partition, row indices) for each partition that has rows."""
-    order = np.argsort(parts, kind="stable")
-    bounds = np.searchsorted(parts[order], np.arange(partitions + 1))
-    for q in range(partitions):
-        lo, hi = int(bounds[q]), int(bounds[q + 1])
-        if lo < hi:
-            yield q, order[lo:hi]
-
-
-def _pack(tweets: list[Tweet]) -> bytes:
-    """Tweets for a shuffle as one pickle of their field tuples: Beam's default coder pickles each
-    tweet on its own, ~3x the bytes and ~2.5x the time, and tuples cost 40% less than the
-    dataclasses (measured: 2.4 µs per tweet there and back, 127 bytes)."""
-    return pickle.dumps(list(map(tweet_values, tweets)), protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def _unpack(blob: bytes) -> list[Tweet]:
-    return [Tweet(*values) for values in pickle.loads(blob)]
-
-
-def _enc(*arrays: np.ndarray) -> bytes:
-    """Arrays for a shuffle as one ``bytes`` (dtypes and shapes in a short header): Beam's coder
-    pickles each array on its own, ~8 µs apiece there and ~6 back, which made pickling the
-    costliest step of the shuffles (measured); bytes are copied as they are."""
-    meta = ";".join(f"{a.dtype.str}/{'x'.join(map(str, a.shape))}" for a in arrays).encode()
-    return b"".join(
-        [len(meta).to_bytes(4, "little"), meta, *(np.ascontiguousarray(a).tobytes() for a in arrays)]
-    )
-
-
-def _dec(blob: bytes) -> list[np.ndarray]:
-    """The arrays of ``_enc`` (read-only views of ``blob``)."""
-    size = int.from_bytes(blob[:4], "little")
-    offset = 4 + size
-    out = []
-    for spec in blob[4:offset].decode().split(";"):
-        dtype_str, shape_str = spec.split("/")
-        dtype = np.dtype(dtype_str)
-        shape = tuple(int(x) for x in shape_str.split("x"))
-        count = math.prod(shape)
-        out.append(np.frombuffer(blob, dtype=dtype, count=count, offset=offset).reshape(shape))
-        offset += count * dtype.itemsize
-    return out
-
-
-def _match(ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(k, r)``, every ``k``, ``r`` with ``wanted[k] == ids[r]``, by ``k`` then ``r``: a join of
-    two id arrays in numpy (ids may repeat on both sides)."""
-    order = np.argsort(ids, kind="stable")
-    sorted_ids = ids[order]
-    lo = np.searchsorted(sorted_ids, wanted, "left")
-    counts = np.searchsorted(sorted_ids, wanted, "right") - lo
-    k = np.repeat(np.arange(len(wanted), dtype=np.int64), counts)
-    starts = np.repeat(lo - (np.cumsum(counts) - counts), counts)
-    return k, order[starts + np.arange(len(k), dtype=np.int64)]
-
-
-def _ids_array(tweets: list[Tweet]) -> np.ndarray:
-    return np.fromiter((t.id for t in tweets), dtype=np.int64, count=len(tweets))
-
-
-def _concat(arrays: list[np.ndarray], dtype) -> np.ndarray:
-    return np.concatenate(arrays) if arrays else np.zeros(0, dtype=dtype)
 
 
 class _SignFn(beam.DoFn):
@@ -618,8 +285,8 @@ class _SignFn(beam.DoFn):
             return
         cfg = self._config
         sigs = minhash_signatures([t.text for t in batch], cfg)
-        ids = _ids_array(batch)
-        has_shingles = ~_is_empty(sigs)
+        ids = ids_array(batch)
+        has_shingles = ~is_empty(sigs)
         keys = band_keys(sigs[has_shingles], cfg.bands, cfg.rows).ravel()
         self._signed.append((batch, ids, keys, np.repeat(ids[has_shingles], cfg.bands)))
         self._signed_count += len(batch)
@@ -631,15 +298,16 @@ class _SignFn(beam.DoFn):
         parts = self._partitions
         batch = [t for b, _, _, _ in signed for t in b]
         ids = np.concatenate([i for _, i, _, _ in signed])
-        for q, rows in _split_by_partition(_partition_of(ids, parts), parts):
+        for q, rows in split_by_partition(partition_of(ids, parts), parts):
             part = [batch[i] for i in rows.tolist()]
             token = os.urandom(16)  # pairs Route's view of this chunk with the chunk in Verify
-            yield beam.pvalue.TaggedOutput(_TWEETS, (q, (token, _enc(ids[rows]), [t.text for t in part])))
-            yield beam.pvalue.TaggedOutput(_PACKED, (q, (token, _pack(part))))
+            texts = [t.text for t in part]
+            yield beam.pvalue.TaggedOutput(_TWEETS, (q, (token, encode_arrays(ids[rows]), texts)))
+            yield beam.pvalue.TaggedOutput(_PACKED, (q, (token, pack_tweets(part))))
         keys = np.concatenate([k for _, _, k, _ in signed])
         key_ids = np.concatenate([i for _, _, _, i in signed])
-        for q, sel in _split_by_partition(_partition_of(keys, parts), parts):
-            yield q, _enc(keys[sel], key_ids[sel])
+        for q, sel in split_by_partition(partition_of(keys, parts), parts):
+            yield q, encode_arrays(keys[sel], key_ids[sel])
 
 
 class _BucketPairsFn(beam.DoFn):
@@ -663,9 +331,9 @@ class _BucketPairsFn(beam.DoFn):
 
     def process(self, element) -> Iterator:
         _, chunks = element
-        chunks = [_dec(c) for c in chunks]
-        keys = _concat([k for k, _ in chunks], np.uint64)
-        ids = _concat([i for _, i in chunks], np.int64)
+        chunks = [decode_arrays(c) for c in chunks]
+        keys = concat([k for k, _ in chunks], np.uint64)
+        ids = concat([i for _, i in chunks], np.int64)
         if len(keys) < 2:
             return
         # By key only (one sort key, not two: a lexsort by (key, id) cost twice as much); each
@@ -700,24 +368,14 @@ class _BucketPairsFn(beam.DoFn):
         del found
         parts = self._partitions
         unique_x, unique_m = [], []
-        for q, sel in _split_by_partition(_partition_of(xs, parts), parts):
-            x, m = _unique_pairs(xs[sel], ms[sel])
+        for q, sel in split_by_partition(partition_of(xs, parts), parts):
+            x, m = unique_pairs(xs[sel], ms[sel])
             unique_x.append(x)
             unique_m.append(m)
-            yield beam.pvalue.TaggedOutput(_PAIRS, (q, _enc(x, m)))
+            yield beam.pvalue.TaggedOutput(_PAIRS, (q, encode_arrays(x, m)))
         anchors = np.unique(np.concatenate(unique_m))
-        for q, sel in _split_by_partition(_partition_of(anchors, parts), parts):
-            yield beam.pvalue.TaggedOutput(_ANCHORS, (q, _enc(anchors[sel])))
-
-
-def _unique_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct (a, b) rows, sorted (the same pair comes from several bands)."""
-    if len(a) == 0:
-        return a, b
-    order = np.lexsort((b, a))
-    a, b = a[order], b[order]
-    keep = np.r_[True, (a[1:] != a[:-1]) | (b[1:] != b[:-1])]
-    return a[keep], b[keep]
+        for q, sel in split_by_partition(partition_of(anchors, parts), parts):
+            yield beam.pvalue.TaggedOutput(_ANCHORS, (q, encode_arrays(anchors[sel])))
 
 
 class _RouteFn(beam.DoFn):
@@ -738,33 +396,34 @@ class _RouteFn(beam.DoFn):
 
     def process(self, element) -> Iterator:
         q, grouped = element
-        chunks = [(token, _dec(arrays)[0], texts) for token, arrays, texts in grouped[_TWEETS]]
+        chunks = [(token, decode_arrays(arrays)[0], texts) for token, arrays, texts in grouped[_TWEETS]]
         if not chunks:  # cannot happen: pairs and anchors come from tweets, which Route holds
             return
         all_ids = np.concatenate([i for _, i, _ in chunks])
         texts = [t for _, _, tx in chunks for t in tx]
-        pairs = [_dec(c) for c in grouped[_PAIRS]]
-        xs, ms = _unique_pairs(
-            _concat([x for x, _ in pairs], np.int64), _concat([m for _, m in pairs], np.int64)
+        pairs = [decode_arrays(c) for c in grouped[_PAIRS]]
+        xs, ms = unique_pairs(
+            concat([x for x, _ in pairs], np.int64), concat([m for _, m in pairs], np.int64)
         )
         is_member = np.isin(all_ids, xs)
         member_rows = np.flatnonzero(is_member)
-        yield beam.pvalue.TaggedOutput(_PENDING, (q, ([token for token, _, _ in chunks], _enc(is_member))))
+        tokens = [token for token, _, _ in chunks]
+        yield beam.pvalue.TaggedOutput(_PENDING, (q, (tokens, encode_arrays(is_member))))
 
-        anchors = _concat([_dec(c)[0] for c in grouped[_ANCHORS]], np.int64)
+        anchors = concat([decode_arrays(c)[0] for c in grouped[_ANCHORS]], np.int64)
         if len(anchors):
-            _, rows = _match(all_ids, np.unique(anchors))
+            _, rows = match_ids(all_ids, np.unique(anchors))
             anchor_texts = [texts[r] for r in rows.tolist()]
-            yield beam.pvalue.TaggedOutput(_ANCHOR_TEXTS, (q, (_enc(all_ids[rows]), anchor_texts)))
+            yield beam.pvalue.TaggedOutput(_ANCHOR_TEXTS, (q, (encode_arrays(all_ids[rows]), anchor_texts)))
         if len(xs) == 0:
             return
         # Every member tweet (rows sharing an id each count) with each of its anchors, by member
-        # then anchor (``_unique_pairs`` sorted the pairs by id, then anchor).
-        pair_of, k = _match(all_ids[member_rows], xs)  # k: the member's rank, indexing member_rows
+        # then anchor (``unique_pairs`` sorted the pairs by id, then anchor).
+        pair_of, k = match_ids(all_ids[member_rows], xs)  # k: the member's rank, indexing member_rows
         order = np.lexsort((pair_of, k))
         k, anchor = k[order], ms[pair_of[order]]
         smallest = np.r_[True, k[1:] != k[:-1]]
-        claims = _Claims(
+        claims = Claims(
             src=np.full(len(member_rows), q, dtype=np.int64),
             k=np.arange(len(member_rows), dtype=np.int64),
             x=all_ids[member_rows],
@@ -774,45 +433,8 @@ class _RouteFn(beam.DoFn):
             rest_member=k[~smallest],
             rest_anchor=anchor[~smallest],
         )
-        yield from claims.route(self._partitions)
-
-
-@dataclass
-class _Claims:
-    """Member tweets to check against anchors: ``src``/``k`` name a member (its partition and rank
-    there, for the verdict), ``x`` is its id; pairs ``(member index, anchor id)`` are checked
-    now, the ``rest`` only if none of a member's pairs passes."""
-
-    src: np.ndarray
-    k: np.ndarray
-    x: np.ndarray
-    texts: list[str]
-    pair_member: np.ndarray
-    pair_anchor: np.ndarray
-    rest_member: np.ndarray
-    rest_anchor: np.ndarray
-
-    def route(self, partitions: int) -> Iterator:
-        """Claims to the partitions of the pairs' anchors; a member (text included) once each."""
-        for dest, sel in _split_by_partition(_partition_of(self.pair_anchor, partitions), partitions):
-            members, which = np.unique(self.pair_member[sel], return_inverse=True)
-            keep = np.isin(self.rest_member, members)
-            arrays = _enc(self.src[members], self.k[members], self.x[members], which.astype(np.int64).ravel(),
-                          self.pair_anchor[sel], np.searchsorted(members, self.rest_member[keep]),
-                          self.rest_anchor[keep])
-            texts = [self.texts[i] for i in members.tolist()]
-            yield beam.pvalue.TaggedOutput(_CLAIMS, (dest, (arrays, texts)))
-
-    @classmethod
-    def join(cls, grouped: list) -> _Claims:
-        parts = [(*_dec(arrays), texts) for arrays, texts in grouped]
-        bases = np.cumsum([0] + [len(p[0]) for p in parts])[:-1]
-
-        def cat(i: int, offset: bool = False) -> np.ndarray:
-            return _concat([p[i] + (b if offset else 0) for p, b in zip(parts, bases, strict=True)], np.int64)
-
-        return cls(src=cat(0), k=cat(1), x=cat(2), texts=[t for p in parts for t in p[7]],
-                   pair_member=cat(3, True), pair_anchor=cat(4), rest_member=cat(5, True), rest_anchor=cat(6))
+        for claim in claims.route(self._partitions):
+            yield beam.pvalue.TaggedOutput(_CLAIMS, claim)
 
 
 class _CheckFn(beam.DoFn):
@@ -833,11 +455,11 @@ class _CheckFn(beam.DoFn):
         if not grouped[_CLAIMS]:
             return
         cfg = self._config
-        anchor_blocks = [(_dec(arrays)[0], texts) for arrays, texts in grouped[_ANCHOR_TEXTS]]
-        anchor_ids = _concat([a for a, _ in anchor_blocks], np.int64)
+        anchor_blocks = [(decode_arrays(arrays)[0], texts) for arrays, texts in grouped[_ANCHOR_TEXTS]]
+        anchor_ids = concat([a for a, _ in anchor_blocks], np.int64)
         anchor_texts = [t for _, tx in anchor_blocks for t in tx]
-        claims = _Claims.join(grouped[_CLAIMS])
-        pair_of, arow = _match(anchor_ids, claims.pair_anchor)  # one row per anchor tweet of a pair
+        claims = Claims.join(grouped[_CLAIMS])
+        pair_of, arow = match_ids(anchor_ids, claims.pair_anchor)  # one row per anchor tweet of a pair
         member = claims.pair_member[pair_of]
         needed, arow = np.unique(arow, return_inverse=True)  # sign only the anchors claimed here
         arow = arow.ravel()
@@ -848,10 +470,12 @@ class _CheckFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput(_CHECKED, (len(agree), int(np.count_nonzero(ok))))
         if self._forward:
             failed = np.isin(claims.rest_member, member[ok], invert=True)
-            yield from dataclasses.replace(
+            retries = dataclasses.replace(
                 claims, pair_member=claims.rest_member[failed], pair_anchor=claims.rest_anchor[failed],
                 rest_member=claims.rest_member[:0], rest_anchor=claims.rest_anchor[:0],
-            ).route(self._partitions)
+            )
+            for claim in retries.route(self._partitions):
+                yield beam.pvalue.TaggedOutput(_CLAIMS, claim)
         member, arow, agree = member[ok], needed[arow[ok]], agree[ok]
         if len(member) == 0:
             return
@@ -868,16 +492,16 @@ class _CheckFn(beam.DoFn):
                              for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True)], dtype=np.int64)
         member, arow, agree = member[pick], arow[pick], agree[pick]
         src, k, x, m = claims.src[member], claims.k[member], claims.x[member], anchor_ids[arow]
-        for q, sel in _split_by_partition(src, self._partitions):
-            yield beam.pvalue.TaggedOutput(_VERDICTS, (q, _enc(k[sel], m[sel], agree[sel])))
+        for q, sel in split_by_partition(src, self._partitions):
+            yield beam.pvalue.TaggedOutput(_VERDICTS, (q, encode_arrays(k[sel], m[sel], agree[sel])))
         if self._max_samples:
             distinct = np.unique(x)
             first = distinct[np.lexsort((distinct, _sample_hash(distinct)))[: self._max_samples]]
             sampled = np.flatnonzero(np.isin(x, first))
-            for q, sel in _split_by_partition(src[sampled], self._partitions):
+            for q, sel in split_by_partition(src[sampled], self._partitions):
                 rows = sampled[sel]
                 texts = [anchor_texts[r] for r in arow[rows].tolist()]
-                yield beam.pvalue.TaggedOutput(_KEPT_TEXTS, (q, (_enc(k[rows], m[rows]), texts)))
+                yield beam.pvalue.TaggedOutput(_KEPT_TEXTS, (q, (encode_arrays(k[rows], m[rows]), texts)))
 
 
 class _VerifyFn(beam.DoFn):
@@ -895,18 +519,18 @@ class _VerifyFn(beam.DoFn):
         blob_of = dict(grouped[_PACKED])
         members = []
         for tokens, arrays in grouped[_PENDING]:
-            chunk = [t for token in tokens for t in _unpack(blob_of[token])]
-            for t, member in zip(chunk, _dec(arrays)[0].tolist(), strict=True):
+            chunk = [t for token in tokens for t in unpack_tweets(blob_of[token])]
+            for t, member in zip(chunk, decode_arrays(arrays)[0].tolist(), strict=True):
                 if member:
                     members.append(t)
                 else:
                     yield t
         if not members:
             return
-        verdicts = [_dec(c) for c in grouped[_VERDICTS]]
-        k = _concat([v[0] for v in verdicts], np.int64)
-        m = _concat([v[1] for v in verdicts], np.int64)
-        agree = _concat([v[2] for v in verdicts], np.int64)
+        verdicts = [decode_arrays(c) for c in grouped[_VERDICTS]]
+        k = concat([v[0] for v in verdicts], np.int64)
+        m = concat([v[1] for v in verdicts], np.int64)
+        agree = concat([v[2] for v in verdicts], np.int64)
         order = np.lexsort((m, k))  # by member, then anchor id: the first of each member wins
         k, m, agree = k[order], m[order], agree[order]
         first = np.r_[True, k[1:] != k[:-1]] if len(k) else np.zeros(0, dtype=bool)
@@ -914,7 +538,9 @@ class _VerifyFn(beam.DoFn):
         removed = np.zeros(len(members), dtype=bool)
         removed[k] = True
         for t, gone in zip(members, removed.tolist(), strict=True):
-            if not gone:
+            if gone:
+                yield beam.pvalue.TaggedOutput(TAG_DROPPED_TWEETS, (STAGE, DROP_NEAR_DUPLICATE, t))
+            else:
                 yield t
         if len(k) == 0:
             return
@@ -922,7 +548,7 @@ class _VerifyFn(beam.DoFn):
         if self._max_samples:
             kept_text = {}
             for arrays, texts in grouped[_KEPT_TEXTS]:
-                sk, sm = _dec(arrays)
+                sk, sm = decode_arrays(arrays)
                 kept_text.update(zip(zip(sk.tolist(), sm.tolist(), strict=True), texts, strict=True))
             removed_ids = np.fromiter((members[r].id for r in k.tolist()), dtype=np.int64, count=len(k))
             samples = []
@@ -933,14 +559,14 @@ class _VerifyFn(beam.DoFn):
                     samples.append({"removed_id": t.id, "removed_text": t.text, "kept_id": int(m[i]),
                                     "kept_text": text, "similarity": int(agree[i]) / self._config.num_perm})
             yield beam.pvalue.TaggedOutput(TAG_SAMPLES, samples)
-        for q, sel in _split_by_partition(_partition_of(m, self._partitions), self._partitions):
-            yield beam.pvalue.TaggedOutput(_ANCHOR_IDS, (q, _enc(m[sel])))
+        for q, sel in split_by_partition(partition_of(m, self._partitions), self._partitions):
+            yield beam.pvalue.TaggedOutput(_ANCHOR_IDS, (q, encode_arrays(m[sel])))
 
 
 def _cluster_stats(element) -> tuple[int, int, int]:
     """One anchor partition -> (removed, clusters, largest cluster) over its anchors."""
     _, chunks = element
-    anchors = np.concatenate([_dec(c)[0] for c in chunks])
+    anchors = np.concatenate([decode_arrays(c)[0] for c in chunks])
     _, counts = np.unique(anchors, return_counts=True)
     return (int(counts.sum()), len(counts), int(counts.max()) + 1)
 
@@ -1018,18 +644,25 @@ class NearDedupOutputs(dict):
 
 
 class RemoveNearDuplicates(beam.PTransform):
-    """Tweets -> tweets without near-duplicates (see the module docstring for the rule).
+    """Tweets -> tweets without near-duplicates (the rule: the module docstring; ``docs/near-dedup.md``).
 
     Returns ``NearDedupOutputs``, a dict of PCollections that also reads like a ``DoOutputsTuple``:
-    ``.tweets`` (kept ``Tweet`` elements), ``[TAG_DROPPED]`` (``(reason, count)``), ``["stats"]``
-    (one ``("near_dedup", dict)``) and ``["samples"]`` (at most ``max_samples`` removed-pair dicts,
-    the same ones on every run). ``partitions`` bounds what one worker holds in a shuffle
+    ``.tweets`` (kept ``Tweet`` elements), ``[TAG_DROPPED]`` (``((STAGE, reason), count)``), ``["stats"]``
+    (one ``("near_dedup", dict)``), ``["samples"]`` (at most ``max_samples`` removed-pair dicts,
+    the same ones on every run) and ``[TAG_DROPPED_TWEETS]`` (each removed tweet, for the audit).
+    ``partitions`` bounds what one worker holds in a shuffle
     (~1/partitions of the band entries or tweets: raise it with the input), except that one
     bucket's entries, and the members checked against one anchor, share a partition: a cluster of
     10M copies puts ~1.5 GB on one worker. ``batch_size`` is the number of tweets signed at once.
     Results depend on neither. Input: globally windowed tweets with unique ids
     (``DeduplicateIds`` runs before).
     """
+
+    # The stage's entry in the manifest (``transforms/stage.py``'s contract).
+    name = STAGE
+    kind = KIND_SHUFFLE
+    reasons = (DROP_NEAR_DUPLICATE,)
+    description = "a verified near-duplicate (MinHash LSH) of a tweet with a smaller id"
 
     def __init__(self, config: NearDedupConfig | None = None, partitions: int = 64, batch_size: int = 2048):
         super().__init__()
@@ -1088,7 +721,7 @@ class RemoveNearDuplicates(beam.PTransform):
             | "JoinVerdicts" >> beam.CoGroupByKey()
             | "Verify"
             >> beam.ParDo(_VerifyFn(cfg, parts, cfg.max_samples)).with_outputs(
-                TAG_DROPPED, TAG_SAMPLES, _ANCHOR_IDS, main="kept"
+                TAG_DROPPED, TAG_DROPPED_TWEETS, TAG_SAMPLES, _ANCHOR_IDS, main="kept"
             )
         )
         pair_counts = both(_CHECKED) | "SumChecked" >> beam.CombineGlobally(_sum_pairs)
@@ -1113,6 +746,7 @@ class RemoveNearDuplicates(beam.PTransform):
             {
                 "tweets": verified.kept,
                 TAG_DROPPED: verified[TAG_DROPPED],
+                TAG_DROPPED_TWEETS: verified[TAG_DROPPED_TWEETS],
                 TAG_STATS: stats,
                 TAG_SAMPLES: samples,
             }

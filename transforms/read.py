@@ -22,7 +22,18 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from tweetmill.schemas.records import DROP_NOTE_MERGED, SOURCE_FORMATS, DeadLetter, Tweet
+from tweetmill.schemas.records import (
+    DROP_API_ERROR,
+    DROP_COMPLIANCE_EVENT,
+    DROP_DELETE_NOTICE,
+    DROP_DELETED_BY_AUTHOR,
+    DROP_NO_TEXT,
+    DROP_NOTE_MERGED,
+    DROP_STREAM_NOTICE,
+    SOURCE_FORMATS,
+    DeadLetter,
+    Tweet,
+)
 from tweetmill.transforms import account_archive as archive
 from tweetmill.transforms.common import (
     METRICS_NAMESPACE,
@@ -315,11 +326,18 @@ class ReadArchives(beam.PTransform):
     """Files matching ``patterns`` -> batches of ``Tweet`` (main), drop counts, dead letters.
 
     Apply to a pipeline: ``p | ReadArchives([...])``. Returns the ``DoOutputsTuple`` of the final
-    ParDo: main ``'tweets'`` = lists of up to ``batch_size`` tweets; ``TAG_DROPPED`` = ``(reason, n)``;
-    ``TAG_DEAD_LETTERS`` = ``DeadLetter``; ``TAG_FILES`` = one summary dict per file parsed or skipped
-    (format, records, tweets, dropped by reason, errors, skipped, notes). A pattern that matches no
-    file fails the pipeline (the CLI checks the inputs before it starts).
+    ParDo: main ``'tweets'`` = lists of up to ``batch_size`` tweets; ``TAG_DROPPED`` =
+    ``(("parse", reason), n)``; ``TAG_DEAD_LETTERS`` = ``DeadLetter``; ``TAG_FILES`` = one summary dict
+    per file parsed or skipped (format, records, tweets, dropped by reason, errors, skipped, notes). A
+    pattern that matches no file fails the pipeline (the CLI checks the inputs before it starts).
     """
+
+    name = "parse"
+    kind = "source"
+    # Records that are not tweets, or tweets the archive says not to keep (schemas/records.py).
+    reasons = (DROP_DELETE_NOTICE, DROP_STREAM_NOTICE, DROP_COMPLIANCE_EVENT, DROP_API_ERROR, DROP_NO_TEXT,
+               DROP_DELETED_BY_AUTHOR, DROP_NOTE_MERGED)
+    description = "reads every input record: tweets, notices, dead letters"
 
     def __init__(self, patterns: list[str], fmt: str | None = None, csv_text_column: str | None = None,
                  batch_size: int = 1000, include_deleted: bool = False, csv_delimiter: str | None = None):

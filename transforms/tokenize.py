@@ -122,19 +122,19 @@ class _TokenizeFn(beam.DoFn):
 
 
 class TokenizeTweets(beam.PTransform):
-    """Tweets → tweets with ``token_bytes``; batches the input for ``encode_batch``."""
+    """Batches of tweets → tweets with ``token_bytes`` (``encode_batch`` over each batch)."""
 
-    def __init__(self, spec: TokenizerSpec, batch_size: int = 1024):
+    name = "tokenize"
+    kind = "map"
+    reasons = ()
+    description = "token ids of every kept tweet, end-of-document token appended"
+
+    def __init__(self, spec: TokenizerSpec):
         super().__init__()
         self._spec = spec
-        self._batch_size = batch_size
 
-    def expand(self, tweets):
-        return (
-            tweets
-            | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=self._batch_size)
-            | "Encode" >> beam.ParDo(_TokenizeFn(self._spec)).with_output_types(Tweet)
-        )
+    def expand(self, batches):
+        return batches | "Encode" >> beam.ParDo(_TokenizeFn(self._spec)).with_output_types(Tweet)
 
 
 # --- training the bundled tokenizer -------------------------------------------------------------

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
-from tweetmill.schemas.manifest import MANIFEST_NAME, Counts, Manifest, ShardEntry, TokenizerInfo
+from tweetmill.schemas.manifest import MANIFEST_NAME, Counts, Manifest, ShardEntry, StageRecord, TokenizerInfo
 from tweetmill.schemas.records import DeadLetter, Tweet
 from tweetmill.schemas.shard import (
     SHARD_FORMAT_VERSION,
@@ -34,16 +34,20 @@ from tweetmill.schemas.shard import (
     shard_schema,
     splitmix64,
 )
+from tweetmill.schemas.shard_dir import (  # the shard directory's file names, in one place
+    DROPPED_DIR,
+    DROPPED_SAMPLE_NAME,
+    ERRORS_DIR,
+    ID_CONFLICT_SAMPLE_NAME,
+    NEAR_DUP_SAMPLE_NAME,
+    TEMP_PREFIX,
+    TOKENIZER_NAME,
+)
 from tweetmill.transforms.tokenize import read_tokenizer_bytes
 
 log = logging.getLogger(__name__)
 
-ERRORS_DIR = "errors"
-TOKENIZER_NAME = "tokenizer.json"  # a copy of the run's tokenizer, so the shards decode on their own
-NEAR_DUP_SAMPLE_NAME = "near_duplicates.sample.jsonl"  # removed near-duplicate pairs, for inspection
-ID_CONFLICT_SAMPLE_NAME = "id_conflicts.sample.jsonl"  # copies of one id whose texts differ, for inspection
 NUM_ERROR_FILES = 16
-TEMP_PREFIX = "_tmp-"  # a run's files before publication: ``_tmp-<fingerprint[:16]>/`` inside the output
 RECORD_BATCH_ROWS = 65_536
 
 
@@ -60,6 +64,9 @@ class OutputSpec:
     rows_per_shard: int = 500_000
     config: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     created_by: str = ""
+    # The stages of the run in order, each with every reason it declares (counts filled at the end).
+    stages: tuple[StageRecord, ...] = field(default=(), hash=False, compare=False)
+    write_dropped: bool = False  # every dropped tweet is written under dropped/ (transforms/audit.py)
 
     @property
     def temp_dir(self) -> str:
@@ -230,16 +237,19 @@ def build_manifest(
     spec: OutputSpec,
     shards: list[ShardEntry],
     read: int,
-    dropped: dict[str, int],
+    dropped: dict[tuple[str, str], int],
     errors: int,
     error_files: list[str],
     stages: dict[str, Any],
     inputs: list[dict[str, Any]],
 ) -> Manifest:
+    by_reason: dict[str, int] = {}
+    for (_, reason), n in dropped.items():
+        by_reason[reason] = by_reason.get(reason, 0) + n
     counts = Counts(
         read=read,
         kept=sum(s.rows for s in shards),
-        dropped={k: v for k, v in sorted(dropped.items()) if v},
+        dropped={k: v for k, v in sorted(by_reason.items()) if v},
         errors=errors,
     )
     return Manifest(
@@ -251,9 +261,31 @@ def build_manifest(
         config=spec.config,
         error_files=sorted(error_files),
         stages=stages,
+        pipeline=stage_records(spec.stages, dropped),
         inputs=sorted(inputs, key=lambda f: (f["file"], f["records"])),
         created_by=spec.created_by,
     )
+
+
+def stage_records(declared: Iterable[StageRecord], dropped: dict[tuple[str, str], int]) -> list[StageRecord]:
+    """The declared stages with their drop counts; a count no stage declared is a broken contract."""
+    records = []
+    for stage in declared:
+        counts = {reason: dropped.get((stage.name, reason), 0) for reason in stage.dropped}
+        records.append(StageRecord(stage.name, stage.kind, counts, stage.description))
+    known = {(r.name, reason) for r in records for reason in r.dropped}
+    unknown = sorted("/".join(key) for key, n in dropped.items() if n and key not in known)
+    if unknown:
+        raise AccountingError(f"drops counted for reasons no stage of this run declared: {unknown}")
+    return records
+
+
+def check_dropped_written(manifest: Manifest, written: int) -> None:
+    expected = manifest.dropped_after_source
+    if written != expected:
+        raise AccountingError(
+            f"the stages dropped {expected} tweets after parsing but {written} were written to dropped/"
+        )
 
 
 def check_balance(counts: Counts) -> None:
@@ -341,7 +373,7 @@ def temp_dirs(output: str) -> list[TempDir]:
 def publish(
     spec: OutputSpec,
     written: list[WrittenFile],
-    error_files: list[tuple[str, str, int]],
+    listed_files: list[tuple[str, str, int]],
     manifest: Manifest,
     extras: dict[str, bytes] | None = None,
 ) -> None:
@@ -360,12 +392,12 @@ def publish(
         write_bytes(FileSystems.join(spec.temp_dir, name), data)
     sources = (
         [w.temp_path for w in written]
-        + [temp for _, temp, _ in error_files]
+        + [temp for _, temp, _ in listed_files]
         + [FileSystems.join(spec.temp_dir, name) for name in side_files]
     )
     targets = (
         [FileSystems.join(out, w.entry.file) for w in written]
-        + [FileSystems.join(out, name) for name, _, _ in error_files]
+        + [FileSystems.join(out, name) for name, _, _ in listed_files]
         + [FileSystems.join(out, name) for name in side_files]
     )
     # Paths compare normalised on filesystems with directories ("out//x" is "out/x" there).
@@ -377,8 +409,10 @@ def publish(
             f"{SHARD_PREFIX}*",
             f"{ERRORS_DIR}/errors-*",
             TOKENIZER_NAME,
+            f"{DROPPED_DIR}/dropped-*",
             NEAR_DUP_SAMPLE_NAME,
             ID_CONFLICT_SAMPLE_NAME,
+            DROPPED_SAMPLE_NAME,
         )
         for p in _existing(FileSystems.join(out, *pattern.split("/")))
     }
@@ -393,8 +427,8 @@ def publish(
     stale = sorted(p for k, p in existing.items() if k not in already_moved)
     if stale:
         FileSystems.delete(stale)
-    if error_files:
-        _ensure_dir(FileSystems.join(out, ERRORS_DIR))
+    for folder in sorted({name.split("/", 1)[0] for name, _, _ in listed_files if "/" in name}):
+        _ensure_dir(FileSystems.join(out, folder))
     if moves:
         FileSystems.rename([s for s, _ in moves], [t for _, t in moves])
     temp_manifest = FileSystems.join(spec.temp_dir, MANIFEST_NAME)
@@ -418,7 +452,7 @@ class _FinalizeFn(beam.DoFn):
         self._spec = spec
 
     def process(
-        self, _, num_shards, written, error_files, read, dropped, stages, inputs, samples
+        self, _, num_shards, written, error_files, dropped_files, read, dropped, stages, inputs, samples
     ) -> Iterator[str]:
         spec = self._spec
         written = fill_missing_shards(spec, list(written), num_shards)
@@ -443,11 +477,14 @@ class _FinalizeFn(beam.DoFn):
             inputs=list(inputs),
         )
         manifest.side_files = [TOKENIZER_NAME, *extras]
+        manifest.dropped_files = sorted(name for name, _, _ in dropped_files)
         check_balance(manifest.counts)
         per_file = sum(f["records"] for f in manifest.inputs)
         if per_file != read:
             raise AccountingError(f"input files report {per_file} records but the parse stage emitted {read}")
-        publish(spec, written, list(error_files), manifest, extras)
+        if spec.write_dropped:
+            check_dropped_written(manifest, sum(n for _, _, n in dropped_files))
+        publish(spec, written, [*error_files, *dropped_files], manifest, extras)
         log.info("published %d shards to %s", len(written), spec.output)
         yield manifest.to_json()
 
@@ -456,14 +493,27 @@ class Finalize(beam.PTransform):
     """Check the accounting, publish shards and dead letters, write ``manifest.json`` last."""
 
     def __init__(
-        self, spec: OutputSpec, *, num_shards, written, error_files, read, dropped, stages, inputs, samples
+        self,
+        spec: OutputSpec,
+        *,
+        num_shards,
+        written,
+        error_files,
+        dropped_files,
+        read,
+        dropped,
+        stages,
+        inputs,
+        samples,
     ):
         super().__init__()
         self._spec = spec
-        self._inputs = (num_shards, written, error_files, read, dropped, stages, inputs, samples)
+        self._inputs = (
+            num_shards, written, error_files, dropped_files, read, dropped, stages, inputs, samples
+        )
 
     def expand(self, pbegin):
-        num_shards, written, error_files, read, dropped, stages, inputs, samples = self._inputs
+        num_shards, written, error_files, dropped_files, read, dropped, stages, inputs, samples = self._inputs
         return (
             pbegin
             | "Once" >> beam.Create([None])
@@ -473,6 +523,7 @@ class Finalize(beam.PTransform):
                 num_shards=beam.pvalue.AsSingleton(num_shards),
                 written=beam.pvalue.AsList(written),
                 error_files=beam.pvalue.AsList(error_files),
+                dropped_files=beam.pvalue.AsList(dropped_files),
                 read=beam.pvalue.AsSingleton(read),
                 dropped=beam.pvalue.AsList(dropped),
                 stages=beam.pvalue.AsList(stages),

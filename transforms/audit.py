@@ -1,0 +1,106 @@
+"""Audit of what the stages removed: every dropped tweet (``--write-dropped``) or a sample per reason.
+
+With ``--write-dropped`` each tweet a stage drops is written, with the stage and the reason, to
+JSON-lines files under ``dropped/`` beside the shards (datatrove's exclusion writer, for tweets);
+the manifest lists them and their line count must equal the drops of the stages that ran after
+parsing, checked before anything is published. Without it, a small deterministic sample per
+``(stage, reason)`` goes to ``dropped.sample.jsonl`` for the report: the same tweets on any runner.
+Parse-level drops (delete notices, API errors) are not tweets and are counted per input file instead.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from tweetmill.schemas.records import Tweet
+from tweetmill.schemas.shard import splitmix64
+from tweetmill.transforms.stage import sample_key
+from tweetmill.transforms.write import DROPPED_DIR, DROPPED_SAMPLE_NAME, OutputSpec, write_bytes
+
+NUM_DROPPED_FILES = 16
+SAMPLES_PER_REASON = 20
+
+
+def dropped_record(stage: str, reason: str, tweet: Tweet) -> dict[str, Any]:
+    """One dropped tweet as the audit files hold it: what was removed, by whom, why, from where."""
+    return {
+        "stage": stage,
+        "reason": reason,
+        "id": tweet.id,
+        "text": tweet.text,
+        "author_id": tweet.author_id,
+        "created_at_ms": tweet.created_at_ms,
+        "lang": tweet.lang,
+        "source_file": tweet.source_file,
+        "position": tweet.position,
+    }
+
+
+def _order(record: dict[str, Any]) -> tuple:
+    return (record["stage"], record["reason"], record["id"], record["source_file"], record["position"])
+
+
+def dropped_file_name(index: int) -> str:
+    return f"{DROPPED_DIR}/dropped-{index:05d}-of-{NUM_DROPPED_FILES:05d}.jsonl"
+
+
+def write_dropped_file(
+    spec: OutputSpec, index: int, records: Iterable[dict[str, Any]]
+) -> tuple[str, str, int]:
+    ordered = sorted(records, key=_order)
+    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ordered).encode("utf-8")
+    name = dropped_file_name(index)
+    temp_path = FileSystems.join(spec.temp_dir, name)
+    write_bytes(temp_path, data)
+    return name, temp_path, len(ordered)
+
+
+class WriteDropped(beam.PTransform):
+    """``(stage, reason, Tweet)`` → JSON-lines files under ``dropped/``; outputs ``(name, temp, count)``."""
+
+    def __init__(self, spec: OutputSpec):
+        super().__init__()
+        self._spec = spec
+
+    def expand(self, dropped):
+        spec = self._spec
+        return (
+            dropped
+            | "ToRecord" >> beam.MapTuple(dropped_record)
+            | "AssignFile" >> beam.Map(lambda r: (splitmix64(r["id"]) % NUM_DROPPED_FILES, r))
+            | "GroupByFile" >> beam.GroupByKey()
+            | "WriteFile" >> beam.MapTuple(lambda index, group: write_dropped_file(spec, index, group))
+        )
+
+
+class SampleDropped(beam.PTransform):
+    """``(stage, reason, Tweet)`` → one ``(DROPPED_SAMPLE_NAME, [records])``: per (stage, reason) the
+    ``per_reason`` tweets with the smallest ``sample_key``, in (stage, reason, id) order."""
+
+    def __init__(self, per_reason: int = SAMPLES_PER_REASON):
+        super().__init__()
+        self._per_reason = per_reason
+
+    def expand(self, dropped):
+        return (
+            dropped
+            | "KeyByReason"
+            >> beam.MapTuple(lambda stage, reason, tweet: ((stage, reason), (_rank(tweet), tweet)))
+            | "Smallest"
+            >> beam.combiners.Top.PerKey(self._per_reason, key=lambda ranked: ranked[0], reverse=True)
+            | "ToRecords" >> beam.MapTuple(lambda key, picked: [dropped_record(*key, t) for _, t in picked])
+            | "AllReasons" >> beam.combiners.ToList()
+            | "Name" >> beam.Map(_sample_file)
+        )
+
+
+def _rank(tweet: Tweet) -> tuple:
+    return (sample_key(tweet), tweet.source_file, tweet.position)
+
+
+def _sample_file(groups: list[list[dict[str, Any]]]) -> tuple[str, list[dict[str, Any]]]:
+    return DROPPED_SAMPLE_NAME, sorted((r for group in groups for r in group), key=_order)
