@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # resolves to the CPU build kept on this machine's disk (pip's find-links).
 TORCH ?= torch==2.13.0
 
-.PHONY: install test demo lint bench clean
+.PHONY: install test test-fast demo lint bench clean
 
 $(BIN)/tweetmill: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,6 +18,11 @@ install: $(BIN)/tweetmill
 
 test: install
 	$(BIN)/python -m pytest -q tests
+
+# The stage cores and everything else that needs no whole pipeline run (< 1 minute); `make test` runs
+# these and the tests marked slow (end-to-end runs, emulators, subprocesses).
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 lint: install
 	$(BIN)/ruff check pipeline transforms schemas gpu_train tests bench

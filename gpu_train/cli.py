@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tweetmill.gpu_train.presets import BACKENDS, PRESETS
+from tweetmill.schemas.shard_dir import TOKENIZER_NAME
 
 if TYPE_CHECKING:
     from tweetmill.gpu_train.train import TrainConfig
@@ -313,7 +314,7 @@ def find_tokenizer(
             log.warning("%s is not the tokenizer the model was trained with (sha256 differs)", explicit)
         return tokenizer
     data_dir = Path(data or info["path"])
-    candidates = [ckpt_file.parent / "tokenizer.json", data_dir / "tokenizer.json"]
+    candidates = [ckpt_file.parent / TOKENIZER_NAME, data_dir / TOKENIZER_NAME]
     source = info.get("tokenizer_source") or ""
     if source.startswith("bundled:"):
         spec = importlib.util.find_spec("tweetmill.transforms")  # locates the package; does not import it

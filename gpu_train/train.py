@@ -34,6 +34,7 @@ from tweetmill.gpu_train.loader import StepLoader
 from tweetmill.gpu_train.metrics import Reporter, peak_flops, step_flops
 from tweetmill.gpu_train.model import GPT, model_config, select_attention
 from tweetmill.gpu_train.presets import PRESETS
+from tweetmill.schemas.shard_dir import TOKENIZER_NAME
 
 log = logging.getLogger(__name__)
 
@@ -502,6 +503,6 @@ def _write_run_files(run_dir: Path, cfg: TrainConfig, model_cfg: dict[str, Any],
     run_dir.mkdir(parents=True, exist_ok=True)
     info = {"config": asdict(cfg), "model": model_cfg, "dataset": _dataset_info(data)}
     (run_dir / "config.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    tokenizer = data.root / "tokenizer.json"
-    if tokenizer.is_file() and not (run_dir / "tokenizer.json").exists():
-        shutil.copyfile(tokenizer, run_dir / "tokenizer.json")
+    tokenizer = data.root / TOKENIZER_NAME
+    if tokenizer.is_file() and not (run_dir / TOKENIZER_NAME).exists():
+        shutil.copyfile(tokenizer, run_dir / TOKENIZER_NAME)

@@ -25,24 +25,28 @@ from tweetmill.pipeline.outputs import (
     remove_temps,
     run_failure,
 )
-from tweetmill.pipeline.stats_io import read_manifest
+from tweetmill.pipeline.shard_io import read_manifest
 from tweetmill.pipeline.user_filters import pickle_by_value
 from tweetmill.schemas.manifest import Manifest, StageRecord, TokenizerInfo
 from tweetmill.schemas.records import Tweet
+from tweetmill.schemas.shard_dir import ID_CONFLICT_SAMPLE_NAME
 from tweetmill.transforms.audit import SampleDropped, WriteDropped
+from tweetmill.transforms.author_cap import CapAuthors
 from tweetmill.transforms.clean import CleanTweets
-from tweetmill.transforms.common import TAG_DEAD_LETTERS, TAG_DROPPED
+from tweetmill.transforms.common import TAG_DEAD_LETTERS, TAG_DROPPED, TAG_SAMPLES, TAG_STATS
 from tweetmill.transforms.dedup import DeduplicateIds, DeduplicateTexts
 from tweetmill.transforms.filters.empty import EmptyText
+from tweetmill.transforms.filters.entities_only import EntitiesOnly
+from tweetmill.transforms.filters.entity_counts import EntityCounts
 from tweetmill.transforms.filters.length import Length
+from tweetmill.transforms.filters.repetition import Repetition
 from tweetmill.transforms.filters.retweets import Retweets
 from tweetmill.transforms.language import DetectLanguage
-from tweetmill.transforms.near_dedup import TAG_SAMPLES, TAG_STATS, RemoveNearDuplicates
+from tweetmill.transforms.near_dedup import RemoveNearDuplicates
 from tweetmill.transforms.read import TAG_FILES, ReadArchives
 from tweetmill.transforms.stage import KIND_USER, TAG_DROPPED_TWEETS, ApplyStage, Stage
 from tweetmill.transforms.tokenize import TokenizeTweets, load_tokenizer
 from tweetmill.transforms.write import (
-    ID_CONFLICT_SAMPLE_NAME,
     Finalize,
     OutputSpec,
     WriteDeadLetters,
@@ -53,9 +57,9 @@ from tweetmill.transforms.write import (
 
 # The tweet-by-tweet filters, in the order they run: after cleaning, before deduplication (cheap
 # rules first, so the shuffles carry fewer tweets). Adding a filter is one module and one line here.
-FILTERS: tuple[type[Stage], ...] = (EmptyText, Retweets, Length)
+FILTERS: tuple[type[Stage], ...] = (EmptyText, Retweets, Length, EntitiesOnly, EntityCounts, Repetition)
 # The stages whose options ``tweetmill run`` offers, derived from their ``Config`` (stage_options.py).
-CONFIGURABLE_STAGES: tuple[type[Stage], ...] = (*FILTERS, DetectLanguage)
+CONFIGURABLE_STAGES: tuple[type, ...] = (*FILTERS, DetectLanguage, CapAuthors)
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +126,10 @@ def run_stages(config: RunConfig) -> list[StageRecord]:
     ]
     if config.near_dedup is not None:
         stages.append(declared(RemoveNearDuplicates))
-    stages += [declared(DetectLanguage), declared(TokenizeTweets)]
-    return stages
+    stages.append(declared(DetectLanguage))
+    if CapAuthors(config.stage_config(CapAuthors)).enabled():
+        stages.append(declared(CapAuthors))
+    return [*stages, declared(TokenizeTweets)]
 
 
 def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec) -> None:
@@ -174,6 +180,13 @@ def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec) -> None:
 
     batches = distinct | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=1024)
     batches = apply(batches, DetectLanguage(config.language))
+    cap = CapAuthors(config.stage_config(CapAuthors))
+    if cap.enabled():  # on the corpus the other stages leave, so a share is of what gets trained on
+        capped = batches | "UnbatchForCap" >> _Unbatch() | "CapAuthors" >> cap
+        drops.append(capped[TAG_DROPPED])
+        dropped_tweets.append(capped[TAG_DROPPED_TWEETS])
+        stage_stats.append(capped[TAG_STATS])
+        batches = capped.tweets | "Rebatch" >> beam.BatchElements(min_batch_size=64, max_batch_size=1024)
     tokenized = batches | "Tokenize" >> TokenizeTweets(config.tokenizer)
 
     shards = tokenized | "WriteShards" >> WriteShards(spec)

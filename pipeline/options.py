@@ -168,12 +168,6 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="an option of a --filter, by its stage name, e.g. no_crypto.words=bitcoin,eth; repeatable",
     )
     own.add_argument("--filter-config", metavar="FILE", help="options of the --filters: a JSON or TOML file")
-    own.add_argument(
-        "--write-dropped",
-        action="store_true",
-        help="write every dropped tweet, with its stage and reason, under dropped/ "
-        "(default: a sample per reason in dropped.sample.jsonl)",
-    )
 
     dedup = parser.add_argument_group("near-duplicate removal (MinHash LSH)")
     dedup.add_argument(
@@ -223,6 +217,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default=RunConfig.max_error_share,
         help="reject the run (exit 3) when more than this share of the records read are errors "
         "(dead letters); never changes the output (default: %(default)s)",
+    )
+    check.add_argument(
+        "--write-dropped",
+        action="store_true",
+        help="write every dropped tweet, with its stage and reason, under dropped/ "
+        "(default: a sample per reason in dropped.sample.jsonl)",
     )
 
 

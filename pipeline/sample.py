@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from rich.console import Console
 from rich.panel import Panel
-from tweetmill.pipeline.stats_io import load_shard_tokenizer, open_shard, read_manifest
+from tweetmill.pipeline.shard_io import load_shard_tokenizer, open_shard, read_manifest
 from tweetmill.pipeline.stats_print import visible
 from tweetmill.pipeline.terminal import safe
 from tweetmill.schemas.shard_dir import TOKENIZER_NAME

@@ -97,9 +97,16 @@ def add_stage_arguments(parser: argparse.ArgumentParser, stages: Iterable[type])
                 dest=dest,
                 type=value_parser(field, hint),
                 default=field.default,
-                metavar=field.name.upper(),
+                metavar=_metavar(field, hint),
                 help=f"{help_text} (default: {field.default})".replace("%", "%%"),
             )
+
+
+def _metavar(field: dataclasses.Field, hint: Any) -> str:
+    choices = field.metadata.get("choices")
+    if choices:
+        return "{" + ",".join(choices) + "}"
+    return {int: "N", float: "X"}.get(hint, field.name.upper())
 
 
 def stage_config_from_args(args: argparse.Namespace, stage: type) -> Any:

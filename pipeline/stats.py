@@ -4,7 +4,7 @@
 record batch through running aggregates, memory independent of the number of rows) and turns the
 aggregates into JSON-ready summaries; ``stats_print`` shows them in the terminal, ``html_report`` as
 a page. Local shards are memory-mapped, shards on other Beam filesystems (``gs://``...) are read
-through ``FileSystems`` (``stats_io``).
+through ``FileSystems`` (``shard_io``).
 
 The manifest supplies what the shards cannot: the run's funnel (the stages that ran and every drop
 reason), the per-file input records and the near-dedup clusters; the shards supply everything about
@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
-from tweetmill.pipeline.stats_io import load_shard_tokenizer, read_manifest
+from tweetmill.pipeline.shard_io import load_shard_tokenizer, read_manifest
 from tweetmill.pipeline.stats_print import print_stats
 from tweetmill.pipeline.stats_scan import FLAG_COLUMNS, Accumulator, HashtagCounter, default_workers, scan
 from tweetmill.schemas import records as R

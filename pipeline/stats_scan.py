@@ -3,7 +3,7 @@
 Every figure is an aggregate updated record batch by record batch: counters keyed by language, file,
 month or hashtag, a histogram of tweet lengths, a ``np.bincount`` over the vocabulary. Memory is
 bounded by the vocabulary, the longest tweet and the number of distinct keys (hashtags are capped),
-never by the number of rows. Shards are opened one at a time (``stats_io.open_shard``), record
+never by the number of rows. Shards are opened one at a time (``shard_io.open_shard``), record
 batches run on a few threads (numpy and Arrow release the GIL), each thread with its own
 accumulator, merged at the end.
 """
@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from numpy.lib.stride_tricks import sliding_window_view
-from tweetmill.pipeline.stats_io import open_shard
+from tweetmill.pipeline.shard_io import open_shard
 from tweetmill.schemas.manifest import Manifest
 from tweetmill.schemas.shard import check_shard_schema
 from tweetmill.schemas.shard_dir import list_layout

@@ -26,7 +26,7 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 from rich.console import Console
 from rich.table import Table
-from tweetmill.pipeline.stats_io import open_file, open_shard, read_bytes
+from tweetmill.pipeline.shard_io import open_file, open_shard, read_bytes
 from tweetmill.pipeline.terminal import safe
 from tweetmill.schemas.manifest import MANIFEST_NAME, Manifest, ShardEntry
 from tweetmill.schemas.shard import META_RUN_FINGERPRINT, check_shard_schema, shard_file_name

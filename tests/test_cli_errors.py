@@ -89,6 +89,7 @@ def shards(tmp_path_factory) -> Path:
 # --- shard directories: stats, sample, verify -------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_stats_of_a_missing_directory_is_one_line(tmp_path):
     result = tweetmill("stats", str(tmp_path / "missing"))
     assert_one_line_per_problem(result.returncode, result.stderr, EXIT_USAGE, "missing: no such directory")
@@ -110,6 +111,7 @@ def test_directory_without_manifest_or_a_file(command, tmp_path, capsys):
     assert_one_line_per_problem(code, err, EXIT_USAGE, "is a file")
 
 
+@pytest.mark.slow
 def test_damaged_shards_point_to_verify(shards, tmp_path, capsys):
     copy = tmp_path / "copy"
     shutil.copytree(shards, copy)
@@ -125,6 +127,7 @@ def test_damaged_shards_point_to_verify(shards, tmp_path, capsys):
     assert code == 1 and "manifest.json is unreadable" in out and err == ""
 
 
+@pytest.mark.slow
 def test_sample_lang_must_be_a_detected_language(shards, capsys):
     code, _, err = run_main(capsys, "sample", str(shards), "--lang", "english")
     (line,) = assert_one_line_per_problem(code, err, EXIT_USAGE, "--lang: 'english'")
@@ -140,6 +143,7 @@ def assert_escaped(stdout: str) -> None:
     assert "[/x]" in stdout and "[bold]" in stdout  # shown as text, not read as markup
 
 
+@pytest.mark.slow
 def test_stats_and_sample_print_data_escaped(shards):
     stats = tweetmill("stats", str(shards))
     assert stats.returncode == 0 and "Traceback" not in stats.stderr, stats.stderr
@@ -164,6 +168,7 @@ def test_verify_and_json_outputs_hold_no_control_characters(shards, capsys):
 # --- tweetmill run: options checked before anything runs ----------------------------------------------
 
 
+@pytest.mark.slow
 def test_unknown_run_option_names_the_closest_spellings(tmp_path):
     result = tweetmill("run", "in.jsonl", "-o", str(tmp_path / "out"), "--langauges", "en",
                        "--direct-num-workers", "2")
@@ -256,6 +261,7 @@ def test_run_input_problems_all_at_once(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_rejected_run_prints_the_report_then_why(tmp_path, capsys):
     """Kept no tweet, and most records were errors: the report, then one line per reason, exit 3."""
     (tmp_path / "in").mkdir()
@@ -339,6 +345,7 @@ def test_train_tokenizer_missing_input(tmp_path, capsys):
     assert not (tmp_path / "t.json").exists()
 
 
+@pytest.mark.slow
 def test_train_on_cuda_without_a_gpu(shards):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
@@ -348,6 +355,7 @@ def test_train_on_cuda_without_a_gpu(shards):
     assert "use --device cpu" in line
 
 
+@pytest.mark.slow
 def test_generate_with_missing_checkpoint_and_tokenizer(tmp_path):
     pytest.importorskip("torch")
     result = tweetmill("generate", str(tmp_path / "run"), "--tokenizer", str(tmp_path / "missing.json"))

@@ -260,6 +260,7 @@ def test_broken_containers_are_dead_letters_after_what_they_held(tmp_path: Path)
                                                                       ["corrupt_stream", "invalid_json"])
 
 
+@pytest.mark.slow
 def test_read_archives_fans_members_out_with_one_summary_each(tmp_path: Path,
                                                               account_archive: dict[str, bytes]) -> None:
     grab = tmp_path / "grab.tar"
@@ -282,6 +283,7 @@ def test_read_archives_fans_members_out_with_one_summary_each(tmp_path: Path,
     p.run().wait_until_finish()
 
 
+@pytest.mark.slow
 def test_shards_do_not_depend_on_the_packing(tmp_path: Path, account_archive: dict[str, bytes]) -> None:
     """The whole pipeline on the archive zip and on its extracted folder: the same rows, in the same
     order, where only ``source_file`` differs."""

@@ -74,6 +74,7 @@ def _staged(job) -> dict[str, str]:
     return staged
 
 
+@pytest.mark.slow
 def test_dry_run_translates_the_whole_graph_and_stages_tweetmill(monkeypatch):
     returned, job = _dry_run(monkeypatch, CONFIG, DRY_RUN)
     assert returned is None  # nothing was submitted, so there is no manifest to return
@@ -116,6 +117,7 @@ def test_dry_run_translates_the_whole_graph_and_stages_tweetmill(monkeypatch):
     assert any(f.as_posix() == "langdetect/profiles/en" for f in distribution("langdetect").files)
 
 
+@pytest.mark.slow
 def test_dry_run_with_the_users_setup_file_pyproject(monkeypatch):
     """``--setup_file ./pyproject.toml`` (Beam builds an sdist with ``python -m build``): tweetmill then
     stages no wheel of its own, and the sdist carries the bundled tokenizer."""
@@ -208,6 +210,7 @@ def _record_ok(whl: zipfile.ZipFile) -> None:
         assert digest == f"sha256={expected}"
 
 
+@pytest.mark.slow
 def test_a_non_editable_install_is_repacked_into_an_equivalent_wheel(tmp_path):
     """``pip install tweetmill`` (no source tree): the installed files are repacked into a wheel."""
     built = Path(dataflow.build_wheel(str(tmp_path)))

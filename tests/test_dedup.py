@@ -8,17 +8,17 @@ import random
 from pathlib import Path
 
 import apache_beam as beam
+import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 from tweetmill.pipeline.build import run
 from tweetmill.pipeline.options import RunConfig
 from tweetmill.schemas.records import DROP_DUPLICATE_ID, Tweet
 from tweetmill.schemas.shard import splitmix64
-from tweetmill.transforms.common import TAG_DROPPED
+from tweetmill.schemas.shard_dir import ID_CONFLICT_SAMPLE_NAME
+from tweetmill.transforms.common import TAG_DROPPED, TAG_SAMPLES, TAG_STATS
 from tweetmill.transforms.dedup import (
     ID_STAGE,
-    TAG_SAMPLES,
-    TAG_STATS,
     DeduplicateIds,
     KeepBestId,
     dedup_batch,
@@ -26,7 +26,6 @@ from tweetmill.transforms.dedup import (
     id_survivor_order,
     same_text,
 )
-from tweetmill.transforms.write import ID_CONFLICT_SAMPLE_NAME
 
 
 def tweet(i: int, text: str = "hello there world", **kw) -> Tweet:
@@ -220,6 +219,7 @@ def test_sample_is_bounded_and_chosen_by_a_hash_of_the_id():
 # --- Beam ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_beam_transform_matches_the_core_whatever_order_and_paths():
     """One pipeline, three layouts of the same records: as given, shuffled, and with the source file
     names swapped between copies. Survivors' content, drops, stats and samples (but for their file
@@ -270,6 +270,7 @@ def _v1(tweet_id: int, text: str) -> str:
     return json.dumps({"id_str": str(tweet_id), "id": tweet_id, "text": text, "user": {"id_str": "1"}})
 
 
+@pytest.mark.slow
 def test_pipeline_reports_conflicts_in_the_manifest_and_a_sample_file(tmp_path: Path):
     inputs = tmp_path / "in"
     inputs.mkdir()

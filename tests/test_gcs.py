@@ -58,6 +58,7 @@ def gcs_run(gcs):
     return config, run(config)
 
 
+@pytest.mark.slow
 def test_gs_to_gs_run_publishes_a_complete_shard_set(gcs, gcs_run, tmp_path):
     config, manifest = gcs_run
     counts = manifest.counts
@@ -93,6 +94,7 @@ def test_gs_to_gs_run_publishes_a_complete_shard_set(gcs, gcs_run, tmp_path):
         table_of(str(tmp_path / "out"), local).select(columns))
 
 
+@pytest.mark.slow
 def test_stats_reads_the_shards_from_gcs(gcs, gcs_run, capsys):
     config, manifest = gcs_run
     stats = compute_stats(config.output)
@@ -109,6 +111,7 @@ def test_a_finished_run_on_gcs_is_not_overwritten_by_accident(gcs, gcs_run):
         run(config)
 
 
+@pytest.mark.slow
 def test_overwrite_on_gcs_replaces_the_whole_shard_set(gcs):
     fewer = RunConfig(inputs=(f"{GS}/archive/2022-01/*",), output=f"{GS}/shards/v2", num_shards=3)
     run(fewer)

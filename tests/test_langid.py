@@ -91,6 +91,7 @@ def _langdetect_loglik(factory, text: str, langs: tuple[str, ...], alpha: float)
     return len(grams), loglik
 
 
+@pytest.mark.slow
 def test_scores_equal_langdetect_feature_extraction(detector, factory):
     """Raw mode reproduces Detector.append/cleaning_text/_extract_ngrams and NGram.normalize."""
     raw = langid.ProfileDetector(cleaning=langid.NO_CLEANING)
@@ -112,6 +113,7 @@ def test_langdetect_engine_is_langdetect(factory):
         assert (lang, score) == (best.lang, best.prob)
 
 
+@pytest.mark.slow
 def test_langdetect_factory_loads_once_under_threads(monkeypatch):
     monkeypatch.setattr(langid, "_FACTORIES", {})
     det = langid.LangdetectDetector(seed=7)
@@ -151,6 +153,7 @@ def test_identical_across_chunks(detector, monkeypatch):
     assert detector.detect_batch(VARIED) == whole
 
 
+@pytest.mark.slow
 def test_identical_in_another_process(detector):
     script = textwrap.dedent(
         """

@@ -209,6 +209,7 @@ def test_transitivity_rule_is_local() -> None:
     assert sorted(t.id for t in kept) == [1, 2]
 
 
+@pytest.mark.slow
 def test_a_failed_smallest_anchor_sends_the_tweet_on_to_its_other_anchors() -> None:
     """C shares a bucket with A (its smallest candidate) but is not similar to it; B, its other
     candidate, verifies: the second round of checks finds it, in the core and in Beam alike."""
@@ -265,6 +266,7 @@ def run_stage(
         assert_that(out["samples"], equal_to(report.samples()), label="CheckSamples")
 
 
+@pytest.mark.slow
 def test_beam_matches_core_and_is_deterministic() -> None:
     config = NearDedupConfig(max_samples=25)
     tweets = mixed_tweets()
@@ -283,6 +285,7 @@ def test_beam_matches_core_and_is_deterministic() -> None:
     )
 
 
+@pytest.mark.slow
 def test_huge_bucket_is_linear() -> None:
     """20k copies of one spam text: 19,999 pairs (each with the smallest id), not 2 * 10**8."""
     rng = random.Random(1)
@@ -298,6 +301,7 @@ def test_huge_bucket_is_linear() -> None:
     run_stage(tweets, config, report)
 
 
+@pytest.mark.slow
 def test_empty_input() -> None:
     config = NearDedupConfig()
     report = near_dedup_report([], config)
@@ -305,6 +309,7 @@ def test_empty_input() -> None:
     run_stage([], config, report)
 
 
+@pytest.mark.slow
 def test_shared_ids_match_core() -> None:
     """Tweets sharing an id (which ``DeduplicateIds`` should have prevented) share a fate, and a
     removed tweet's anchor among several tweets with the smallest id is the one with the smallest

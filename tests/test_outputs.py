@@ -105,6 +105,7 @@ def test_an_output_on_a_read_only_file_system_is_refused(tmp_path):
         ]
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_kept_without_overwrite(finished):
     manifest = (finished / MANIFEST_NAME).read_bytes()
     with pytest.raises(OutputExistsError) as refused:
@@ -126,6 +127,7 @@ time.sleep(120)
 """
 
 
+@pytest.mark.slow
 def test_one_writer_per_output_and_a_dead_runs_lock_is_taken_over(finished_copy, caplog):
     """A live run's lock refuses a second run (with every other problem, in one error); once that run
     is killed, its lock is taken over, and the temporary directory a crashed run left is cleaned."""
@@ -173,6 +175,7 @@ def test_an_unreadable_lock_is_not_taken_over(tmp_path):
 # --- during the run -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_full_disk_ends_the_run_in_one_line_with_nothing_left(tmp_path, caplog):
     with tmpfs(tmp_path / "small", "size=64k") as disk:  # room for the lock, not for the shards
         out = disk / "out"
@@ -188,6 +191,7 @@ def test_a_full_disk_ends_the_run_in_one_line_with_nothing_left(tmp_path, caplog
         assert beam_errors == []  # Beam's own traceback of the failed bundle is left out
 
 
+@pytest.mark.slow
 def test_a_read_only_temporary_directory_ends_the_run_in_one_line(tmp_path, caplog):
     """A real EROFS from the first file the run writes (its temporary directory is a read-only mount;
     that mount cannot be removed, which is logged, and the failure is still the one line)."""
@@ -206,6 +210,7 @@ def test_a_read_only_temporary_directory_ends_the_run_in_one_line(tmp_path, capl
 # --- verify -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_verify_passes_a_finished_run(finished):
     report = verify(str(finished))
     assert report.ok, report.problems
@@ -239,6 +244,7 @@ def test_verify_flags_inputs_that_do_not_sum_to_what_was_read(finished_copy):
 # --- object stores ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_on_gcs_another_runs_temporary_prefix_needs_overwrite_and_is_cleaned(tmp_path):
     """No lock on object stores: a ``_tmp-*`` prefix under the output refuses a run; with
     --overwrite the run goes ahead and removes it once it has published."""

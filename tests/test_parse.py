@@ -626,6 +626,7 @@ def test_line_over_the_record_limit(monkeypatch: pytest.MonkeyPatch) -> None:
         assert d.line == 2 and len(d.raw) <= DeadLetter.MAX_RAW_CHARS
 
 
+@pytest.mark.slow
 def test_reader_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     """JSON lines, a pretty-printed array and a long one-line array all parse in a window, not whole."""
     monkeypatch.setattr(streams, "CHUNK_BYTES", 1 << 14)
@@ -748,6 +749,7 @@ def test_detect_format_heads() -> None:
 # ---------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_read_archives_pipeline(tmp_path: Path) -> None:
     v1_dir = shared_data("v1", "att-ast")
     mixed = shared_data("v1", "tweet-updates", "initial__compatibility_classic_13995.json")

@@ -59,6 +59,7 @@ def restore_default_pickler():
     pickler.set_library(pickler.DEFAULT_PICKLE_LIB)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("library", LIBRARIES)
 def test_every_transform_and_function_of_the_pipeline_pickles(library):
     p = _full_pipeline(library)
@@ -86,6 +87,7 @@ def test_every_transform_and_function_of_the_pipeline_pickles(library):
     beam.Pipeline.from_runner_api(proto, p.runner, p.options)
 
 
+@pytest.mark.slow
 def test_the_pickles_load_in_a_fresh_interpreter(tmp_path):
     """A worker unpickles with only the installed packages: no state of the launching process."""
     dumps = {}

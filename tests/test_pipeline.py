@@ -56,6 +56,7 @@ def sample_run(tmp_path_factory):
     return out, manifest
 
 
+@pytest.mark.slow
 def test_sample_run_balances_and_shards_match_manifest(sample_run):
     out, manifest = sample_run
     assert_accounting(out, manifest)
@@ -71,6 +72,7 @@ def test_sample_run_balances_and_shards_match_manifest(sample_run):
     assert manifest.counts.dropped["retweet"] > 0
 
 
+@pytest.mark.slow
 def test_rerun_is_byte_identical(sample_run, tmp_path, capsys):
     """Again, from the CLI, with near dedup's shuffles split otherwise: the same bytes."""
     out, manifest = sample_run
@@ -86,12 +88,14 @@ def test_rerun_is_byte_identical(sample_run, tmp_path, capsys):
         assert (out / shard.file).read_bytes() == (tmp_path / "again" / shard.file).read_bytes()
 
 
+@pytest.mark.slow
 def test_existing_run_is_not_overwritten_silently(sample_run):
     out, _ = sample_run
     with pytest.raises(OutputExistsError):
         run(RunConfig(inputs=(str(SAMPLE / "*.csv"),), output=str(out)))
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_the_whole_shard_set(tmp_path):
     out = tmp_path / "out"
     first = run(RunConfig(inputs=(str(SAMPLE / "*"),), output=str(out), num_shards=4))
@@ -101,6 +105,7 @@ def test_overwrite_replaces_the_whole_shard_set(tmp_path):
     assert_accounting(out, second)
 
 
+@pytest.mark.slow
 def test_cli_passes_beam_options_through(tmp_path, capsys):
     out = tmp_path / "out"
     code = cli_main(
@@ -147,6 +152,7 @@ def _write_malformed_inputs(root: Path) -> None:
     (root / "ok.txt.bz2").write_bytes(bz2.compress(b"plain text tweet one here\nplain text tweet two here\n"))
 
 
+@pytest.mark.slow
 def test_malformed_input_yields_dead_letters_and_a_finished_run(tmp_path):
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -166,6 +172,7 @@ def test_malformed_input_yields_dead_letters_and_a_finished_run(tmp_path):
     assert "plain text tweet two here" in texts
 
 
+@pytest.mark.slow
 def test_unbalanced_run_fails_loudly_and_publishes_nothing(tmp_path, monkeypatch):
     import tweetmill.transforms.stage as stage_contract
 
@@ -225,6 +232,7 @@ def corpus_run(tmp_path_factory):
     return root, out, manifest
 
 
+@pytest.mark.slow
 def test_every_shared_file_is_read_and_accounted_for(corpus_run):
     root, out, manifest = corpus_run
     assert_accounting(out, manifest)
@@ -254,6 +262,7 @@ def test_every_shared_file_is_read_and_accounted_for(corpus_run):
     assert manifest.counts.read == sum(f["records"] for f in files.values())
 
 
+@pytest.mark.slow
 def test_shared_corpus_texts_are_clean_full_and_exact(corpus_run):
     _, out, manifest = corpus_run
     rows = {r["id"]: r for r in read_shards(out, manifest).to_pylist()}

@@ -40,6 +40,7 @@ def _manifest_without_output(path) -> dict:
     return doc
 
 
+@pytest.mark.slow
 def test_two_worker_processes_write_the_same_shards_as_one_worker(tmp_path, worker_processes):
     config = RunConfig(inputs=(str(SAMPLE / "*"),), output=str(tmp_path / "one"), rows_per_shard=1000)
     one = run(config)

@@ -96,6 +96,7 @@ def test_options_are_derived_from_the_stage_configs(capsys):
 # --- a user's own filter ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_docs_example_filter_runs_through_the_whole_pipeline(tmp_path, monkeypatch, capsys):
     docs_example(tmp_path, monkeypatch)
     source = tmp_path / "tweets.txt"
@@ -135,6 +136,7 @@ def test_the_filter_source_is_part_of_the_fingerprint(tmp_path, monkeypatch):
     assert second.fingerprint("t", "v") == again.fingerprint("t", "v")
 
 
+@pytest.mark.slow
 def test_the_filter_travels_with_the_job(tmp_path, monkeypatch):
     """Pickled as a remote runner gets it, the filter unpickles and runs where its module is absent."""
     from apache_beam.internal import pickler
@@ -203,6 +205,7 @@ def test_filter_options_from_a_config_file(tmp_path, monkeypatch):
 # --- the audit ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_write_dropped_writes_every_dropped_tweet_and_verify_checks_them(tmp_path, capsys):
     sample = ROOT / "examples" / "sample" / "data"
     out = tmp_path / "out"

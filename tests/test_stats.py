@@ -104,6 +104,7 @@ def _nearest_rank(sorted_values: np.ndarray, p: int) -> int:
 # --- stats: every figure against an independent computation ----------------------------------------
 
 
+@pytest.mark.slow
 def test_totals_match_pyarrow_and_manifest(run_a, stats_a):
     table, manifest = _table(run_a), _manifest(run_a)
     assert len(manifest.shards) == 3 and stats_a["shards"] == 3
@@ -117,6 +118,7 @@ def test_totals_match_pyarrow_and_manifest(run_a, stats_a):
     json.dumps(stats_a)  # everything is JSON-ready
 
 
+@pytest.mark.slow
 def test_tokens_per_tweet(run_a, stats_a):
     lengths = np.sort(pc.list_value_length(_table(run_a).column("tokens")).to_numpy())
     tpt = stats_a["tokens_per_tweet"]
@@ -186,6 +188,7 @@ def test_funnel_and_dedup_from_the_manifest(run_a, stats_a):
     assert stats_a["dedup"]["near_dedup"] == doc["stages"].get("near_dedup")
 
 
+@pytest.mark.slow
 def test_near_dedup_clusters_shown_when_the_manifest_has_them(run_a, tmp_path, capsys):
     out = tmp_path / "out"
     shutil.copytree(run_a, out)
@@ -282,6 +285,7 @@ def test_funnel_of_a_version_1_manifest_uses_the_legacy_stages():
     assert result["stages"] == "legacy" and result["balanced"] is True and result["kept"] == 37
 
 
+@pytest.mark.slow
 def test_hashtags_and_domains(run_a, run_b, stats_a):
     reference = Counter()
     for text in _table(run_a).column("text").to_pylist():
@@ -385,6 +389,7 @@ def test_cli_table_json_and_html(run_a, stats_a, tmp_path, capsys):
 @pytest.mark.skipif(
     shutil.which("chromium") is None, reason="chromium is not installed (apt-get install chromium)"
 )
+@pytest.mark.slow
 def test_html_report_renders_in_headless_chromium(run_a, stats_a, tmp_path):
     from PIL import Image
 
@@ -496,6 +501,7 @@ def test_verify_catches_a_missing_shard(copy_a, capsys):
     assert "missing" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_verify_catches_a_shard_from_another_run(copy_a, run_b):
     other = _manifest(run_b).shards[0].file  # shard-00000-of-00001.arrow
     # 1. an extra file of another run beside the shards
@@ -559,6 +565,7 @@ class _PrefixedLocalFileSystem(LocalFileSystem):
         return FileMetadata(self.PREFIX + meta.path, meta.size_in_bytes, meta.last_updated_in_seconds)
 
 
+@pytest.mark.slow
 def test_beam_filesystem_paths(run_a, stats_a, copy_a, tmp_path):
     remote = _PrefixedLocalFileSystem.PREFIX + str(run_a)
     stats = compute_stats(remote, top=10_000)

@@ -250,6 +250,7 @@ def test_document_masking_isolates_documents():
     torch.testing.assert_close(a[0, 9:12], alone[0], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_flex_attention_matches_dense_mask():
     try:
         flex = FlexAttention(compiled=DEVICE != "cpu")
@@ -282,6 +283,7 @@ def test_attention_selection_and_varlen_sequences():
 # Training
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss(shards, tmp_path, capsys):
     result = train(
         tiny(shards, tmp_path, steps=40, batch_tokens=2048, micro_batch=8, log_interval=10, val_interval=40,
@@ -360,6 +362,7 @@ def _ddp_worker(rank: int, world: int, port: int, cfg: dict) -> None:
     train(TrainConfig(**cfg))
 
 
+@pytest.mark.slow
 def test_ddp_two_ranks_equals_one_rank_accumulating(shards, tmp_path):
     """2 gloo ranks x 1 micro-batch and 1 rank x 2 micro-batches of the same global batch agree."""
     import torch.multiprocessing as mp
@@ -449,6 +452,7 @@ def test_shards_must_end_documents_with_eos(tmp_path):
 # Command line
 
 
+@pytest.mark.slow
 def test_trainer_imports_only_torch_numpy_pyarrow_and_schemas():
     """GPU machines often have nothing else: no Beam, no pipeline or transforms modules. And the
     tweetmill CLI can build the train/generate parsers where torch is not installed."""

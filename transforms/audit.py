@@ -18,8 +18,9 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from tweetmill.schemas.records import Tweet
 from tweetmill.schemas.shard import splitmix64
+from tweetmill.schemas.shard_dir import DROPPED_DIR, DROPPED_SAMPLE_NAME
 from tweetmill.transforms.stage import sample_key
-from tweetmill.transforms.write import DROPPED_DIR, DROPPED_SAMPLE_NAME, OutputSpec, write_bytes
+from tweetmill.transforms.write import OutputSpec, write_bytes
 
 NUM_DROPPED_FILES = 16
 SAMPLES_PER_REASON = 20

@@ -16,6 +16,10 @@ from tweetmill.schemas.records import Tweet
 # TAG_DEAD_LETTERS as ``DeadLetter`` records. The pipeline sums these into the manifest's accounting.
 TAG_DROPPED = "dropped"
 TAG_DEAD_LETTERS = "dead_letters"
+# Shuffle stages' extras: ``(stage name, dict)`` for the manifest's ``stages``, and samples of what
+# they decided (written beside the shards for inspection).
+TAG_STATS = "stats"
+TAG_SAMPLES = "samples"
 
 METRICS_NAMESPACE = "tweetmill"
 

@@ -25,11 +25,16 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from tweetmill.schemas.records import DROP_DUPLICATE_ID, DROP_EXACT_DUPLICATE, Tweet, source_file_name
 from tweetmill.schemas.shard import splitmix64
-from tweetmill.transforms.common import METRICS_NAMESPACE, TAG_DROPPED, DropCounter, TweetCoder
+from tweetmill.transforms.common import (
+    METRICS_NAMESPACE,
+    TAG_DROPPED,
+    TAG_SAMPLES,
+    TAG_STATS,
+    DropCounter,
+    TweetCoder,
+)
 from tweetmill.transforms.stage import KIND_SHUFFLE, TAG_DROPPED_TWEETS
 
-TAG_STATS = "stats"  # the same tags as near dedup's, so the pipeline routes both alike
-TAG_SAMPLES = "samples"
 ID_STAGE = "id_dedup"  # key of the id stage's stats in the manifest's ``stages``
 TEXT_STAGE = "exact_dedup"
 MAX_CONFLICT_SAMPLES = 100

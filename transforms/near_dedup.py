@@ -30,7 +30,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 from tweetmill.schemas.records import DROP_NEAR_DUPLICATE, Tweet
 from tweetmill.schemas.shard import splitmix64
-from tweetmill.transforms.common import TAG_DROPPED, DropCounter
+from tweetmill.transforms.common import TAG_DROPPED, TAG_SAMPLES, TAG_STATS, DropCounter
 from tweetmill.transforms.minhash import SCHEME, band_keys, is_empty, lsh_params, minhash_signatures
 from tweetmill.transforms.near_dedup_encoding import (
     Claims,
@@ -49,8 +49,6 @@ from tweetmill.transforms.stage import KIND_SHUFFLE, TAG_DROPPED_TWEETS
 
 __all__ = [
     "STAGE",
-    "TAG_SAMPLES",
-    "TAG_STATS",
     "NearDedupConfig",
     "NearDedupOutputs",
     "NearDedupReport",
@@ -64,8 +62,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TAG_STATS = "stats"
-TAG_SAMPLES = "samples"
 STAGE = "near_dedup"
 
 

@@ -99,10 +99,6 @@ class Stage:
         """The tweets kept (possibly changed), and each dropped tweet with its reason."""
         raise NotImplementedError
 
-    def describe(self) -> dict[str, Any]:
-        """What identifies this stage in the manifest and the run fingerprint."""
-        return {"name": self.name, "kind": self.kind, "config": dataclasses.asdict(self.config)}
-
 
 class TweetFilter(Stage):
     """A filter deciding each tweet on its own: ``reject`` returns a drop reason, or None to keep it."""

@@ -35,9 +35,10 @@ from tweetmill.schemas.shard import (
     splitmix64,
 )
 from tweetmill.schemas.shard_dir import (  # the shard directory's file names, in one place
-    DROPPED_DIR,
+    DROPPED_GLOB,
     DROPPED_SAMPLE_NAME,
     ERRORS_DIR,
+    ERRORS_GLOB,
     ID_CONFLICT_SAMPLE_NAME,
     NEAR_DUP_SAMPLE_NAME,
     TEMP_PREFIX,
@@ -407,9 +408,9 @@ def publish(
         key(p): p
         for pattern in (
             f"{SHARD_PREFIX}*",
-            f"{ERRORS_DIR}/errors-*",
+            ERRORS_GLOB,
             TOKENIZER_NAME,
-            f"{DROPPED_DIR}/dropped-*",
+            DROPPED_GLOB,
             NEAR_DUP_SAMPLE_NAME,
             ID_CONFLICT_SAMPLE_NAME,
             DROPPED_SAMPLE_NAME,
