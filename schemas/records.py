@@ -115,7 +115,8 @@ class DeadLetter:
         }
 
 
-# Drop reasons. Every stage drops only with one of these, counted per reason in the manifest, so the
+# Drop reasons of the parser and the core stages (a filter declares its own in its module). Every
+# stage drops only with a reason it declares, counted per (stage, reason) in the manifest, so the
 # funnel is stable and ``read = kept + sum(dropped) + errors`` can be checked.
 DROP_DELETE_NOTICE = "delete_notice"  # v1 stream {"delete": ...}
 DROP_STREAM_NOTICE = "stream_notice"  # v1 stream limit/warning/scrub_geo/... notices
@@ -127,18 +128,8 @@ DROP_NOTE_MERGED = "note_tweet_merged"  # an archive's long post, merged into it
 DROP_RETWEET = "retweet"
 DROP_EMPTY = "empty_after_cleaning"
 DROP_TOO_SHORT = "too_short"
-DROP_TOO_LONG = "too_long"
-DROP_ONLY_HASHTAGS = "only_hashtags"  # no text outside entities, hashtags/cashtags the most numerous
-DROP_ONLY_MENTIONS = "only_mentions"  # no text outside entities, @mentions the most numerous
-DROP_ONLY_LINKS = "only_links"  # no text outside entities, URLs (and <EMAIL>/<PHONE>) the most numerous
-DROP_ONLY_EMOJI = "only_emoji"  # no entity and no letter or digit: emoji, symbols, punctuation only
-DROP_TOO_MANY_HASHTAGS = "too_many_hashtags"  # more hashtags and cashtags than --max-hashtags
-DROP_TOO_MANY_MENTIONS = "too_many_mentions"  # more @mentions than --max-mentions (reply prefix not counted)
-DROP_REPEATED_CHARS = "repeated_chars"  # mostly runs of one character or short unit (aaaa, hahaha, 😂😂😂)
-DROP_REPEATED_WORDS = "repeated_words"  # one word or phrase repeated over and over
 DROP_LANGUAGE = "language"
 DROP_DUPLICATE_ID = "duplicate_id"  # the same tweet id seen again (overlapping archives)
 DROP_EXACT_DUPLICATE = "exact_duplicate"  # same normalised text as a tweet with a smaller id
 DROP_NEAR_DUPLICATE = "near_duplicate"
-DROP_AUTHOR_CAP = "author_cap"  # over its author's cap (bot and spam floods): transforms/author_cap.py
 DROP_EMPTY_TOKENS = "no_tokens"

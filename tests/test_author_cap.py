@@ -10,9 +10,10 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
-from tweetmill.schemas.records import DROP_AUTHOR_CAP, Tweet
+from tweetmill.schemas.records import Tweet
 from tweetmill.transforms import author_cap
 from tweetmill.transforms.author_cap import (
+    DROP_AUTHOR_CAP,
     AuthorCapConfig,
     CapAuthors,
     cap_authors,

@@ -14,23 +14,28 @@ import re
 
 import pytest
 from tweetmill.pipeline.stage_options import add_stage_arguments, stage_config_from_args
-from tweetmill.schemas import records
-from tweetmill.schemas.records import (
+from tweetmill.schemas.records import Tweet
+from tweetmill.transforms.filters.entities_only import (
     DROP_ONLY_EMOJI,
     DROP_ONLY_HASHTAGS,
     DROP_ONLY_LINKS,
     DROP_ONLY_MENTIONS,
-    DROP_REPEATED_CHARS,
-    DROP_REPEATED_WORDS,
-    DROP_TOO_LONG,
+    ENTITY,
+    ENTITY_PATTERNS,
+    EntitiesOnly,
+    plain_text,
+)
+from tweetmill.transforms.filters.entity_counts import (
     DROP_TOO_MANY_HASHTAGS,
     DROP_TOO_MANY_MENTIONS,
-    Tweet,
+    EntityCounts,
+    count_mentions,
+    count_tags,
 )
-from tweetmill.transforms.filters.entities_only import ENTITY, ENTITY_PATTERNS, EntitiesOnly, plain_text
-from tweetmill.transforms.filters.entity_counts import EntityCounts, count_mentions, count_tags
-from tweetmill.transforms.filters.length import Length
+from tweetmill.transforms.filters.length import DROP_TOO_LONG, Length
 from tweetmill.transforms.filters.repetition import (
+    DROP_REPEATED_CHARS,
+    DROP_REPEATED_WORDS,
     Repetition,
     may_repeat_chars,
     repeated_char_share,
@@ -59,7 +64,7 @@ def reason(stage: TweetFilter, text: str) -> str | None:
 def test_the_stage_contract(cls):
     stage = cls()
     assert stage.enabled() and stage.name and stage.description
-    assert all(r in vars(records).values() for r in stage.reasons)
+    assert stage.reasons and len(set(stage.reasons)) == len(stage.reasons)
     for field in dataclasses.fields(cls.Config):
         assert field.metadata["help"], field.name
     texts = [

@@ -68,10 +68,12 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
-from tweetmill.schemas.records import DROP_AUTHOR_CAP, Tweet
+from tweetmill.schemas.records import Tweet
 from tweetmill.schemas.shard import splitmix64
 from tweetmill.transforms.common import TAG_DROPPED, TAG_STATS, DropCounter
 from tweetmill.transforms.stage import KIND_SHUFFLE, TAG_DROPPED_TWEETS, option
+
+DROP_AUTHOR_CAP = "author_cap"  # over its author's cap (bot and spam floods): transforms/author_cap.py
 
 __all__ = [
     "STAGE",

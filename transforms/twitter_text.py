@@ -51,6 +51,8 @@ CASHTAG = re.compile(r"(?<!\S)\$([A-Za-z]{1,6}(?:[._][A-Za-z]{1,2})?)(?![\w$])")
 #: An @mention for counting or blanking out: ``@`` + word characters, anywhere (also inside an
 #: e-mail address). ``find_mentions`` is the precise twitter-text rule.
 MENTION = re.compile(r"@\w+")
+#: One of the clean stage's placeholders (``<URL>``, ``<EMAIL>``, ``<PHONE>``); ``@user`` is a ``MENTION``.
+PLACEHOLDER = re.compile(r"<[A-Z]+>")
 #: A URL with its protocol, up to the next whitespace (trailing punctuation included). ``find_urls``
 #: is the precise twitter-text rule, which also finds bare domains.
 URL_SIMPLE = re.compile(r"https?://\S+")

@@ -18,18 +18,15 @@ import re
 from dataclasses import dataclass
 from itertools import islice
 
-from tweetmill.schemas.records import (
-    DROP_ONLY_EMOJI,
-    DROP_ONLY_HASHTAGS,
-    DROP_ONLY_LINKS,
-    DROP_ONLY_MENTIONS,
-    Tweet,
-)
+from tweetmill.schemas.records import Tweet
 from tweetmill.transforms.stage import TweetFilter, option
-from tweetmill.transforms.twitter_text import CASHTAG, HASHTAG, MENTION, RT_MARKER, URL_SIMPLE
+from tweetmill.transforms.twitter_text import CASHTAG, HASHTAG, MENTION, PLACEHOLDER, RT_MARKER, URL_SIMPLE
 
-#: The clean stage's placeholders (``<URL>``, ``<EMAIL>``, ``<PHONE>``); ``@user`` is a ``MENTION``.
-PLACEHOLDER = re.compile(r"<[A-Z]+>")
+DROP_ONLY_HASHTAGS = "only_hashtags"  # no text outside entities, hashtags/cashtags the most numerous
+DROP_ONLY_MENTIONS = "only_mentions"  # no text outside entities, @mentions the most numerous
+DROP_ONLY_LINKS = "only_links"  # no text outside entities, URLs (and <EMAIL>/<PHONE>) the most numerous
+DROP_ONLY_EMOJI = "only_emoji"  # no entity and no letter or digit: emoji, symbols, punctuation only
+
 #: The patterns of what is not the author's own words: RT markers, mentions, URLs, placeholders,
 #: hashtags, cashtags.
 ENTITY_PATTERNS = (RT_MARKER, MENTION, URL_SIMPLE, PLACEHOLDER, HASHTAG, CASHTAG)

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tweetmill.schemas.records import DROP_TOO_MANY_HASHTAGS, DROP_TOO_MANY_MENTIONS, Tweet
+from tweetmill.schemas.records import Tweet
 from tweetmill.transforms.stage import TweetFilter, option
 from tweetmill.transforms.twitter_text import CASHTAG, HASHTAG, MENTION, REPLY_PREFIX
+
+DROP_TOO_MANY_HASHTAGS = "too_many_hashtags"  # more hashtags and cashtags than --max-hashtags
+DROP_TOO_MANY_MENTIONS = "too_many_mentions"  # more @mentions than --max-mentions (reply prefix not counted)
 
 
 def count_tags(text: str) -> int:

@@ -16,11 +16,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tweetmill.schemas.records import DROP_TOO_LONG, DROP_TOO_SHORT, Tweet
+from tweetmill.schemas.records import DROP_TOO_SHORT, Tweet
 from tweetmill.transforms.stage import TweetFilter, option
-from tweetmill.transforms.twitter_text import MENTION, RT_MARKER, URL_SIMPLE
+from tweetmill.transforms.twitter_text import MENTION, PLACEHOLDER, RT_MARKER, URL_SIMPLE
 
-_NON_CONTENT = re.compile("|".join((RT_MARKER.pattern, MENTION.pattern, URL_SIMPLE.pattern, r"<[A-Z]+>")))
+DROP_TOO_LONG = "too_long"
+
+_NON_CONTENT = re.compile("|".join(p.pattern for p in (RT_MARKER, MENTION, URL_SIMPLE, PLACEHOLDER)))
 _LETTER_OR_DIGIT = re.compile(r"[^\W_]")
 
 

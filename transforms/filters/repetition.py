@@ -30,9 +30,12 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
-from tweetmill.schemas.records import DROP_REPEATED_CHARS, DROP_REPEATED_WORDS, Tweet
+from tweetmill.schemas.records import Tweet
 from tweetmill.transforms.filters.entities_only import plain_text
 from tweetmill.transforms.stage import TweetFilter, option
+
+DROP_REPEATED_CHARS = "repeated_chars"  # mostly runs of one character or short unit (aaaa, hahaha, 😂😂😂)
+DROP_REPEATED_WORDS = "repeated_words"  # one word or phrase repeated over and over
 
 #: A unit of 1-4 non-space characters (the shortest that fits) and 3 or more copies right after it.
 _RUN = re.compile(r"(\S{1,4}?)\1{3,}")
