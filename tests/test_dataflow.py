@@ -104,8 +104,8 @@ def test_dry_run_translates_the_whole_graph_and_stages_tweetmill(monkeypatch):
         metadata = whl.read(next(n for n in files if n.endswith(".dist-info/METADATA"))).decode()
     assert "tweetmill/transforms/assets/tweet-bpe-16k.json" in files  # the bundled tokenizer
     for module in ("pipeline/build.py", "pipeline/dataflow.py", "transforms/parse.py", "transforms/write.py",
-                   "transforms/containers.py", "transforms/read.py", "schemas/records.py", "transforms/stage.py",
-                   "transforms/filters/length.py", "schemas/shard_dir.py"):
+                   "transforms/containers.py", "transforms/read.py", "schemas/records.py",
+                   "transforms/stage.py", "transforms/filters/length.py", "schemas/shard_dir.py"):
         assert f"tweetmill/{module}" in files
     assert "Requires-Dist: langdetect==1.0.9" in metadata
 
