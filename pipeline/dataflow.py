@@ -156,15 +156,17 @@ def _is_tweetmill_package(path: str) -> bool:
 def staging_args(options: PipelineOptions, work_dir: str) -> list[str]:
     """Beam options that ship tweetmill and its requirements to a remote runner's workers.
 
-    Empty for local runners, for ``--environment_type LOOPBACK`` (the workers are this process)
-    and with ``--sdk_container_image`` (the image holds tweetmill: see ``Dockerfile``).
+    Empty for local runners, for ``--environment_type LOOPBACK`` (the workers are this process),
+    for ``EXTERNAL`` (a worker pool started by the user runs its SDK workers in its own Python, which
+    installs nothing staged: tweetmill must be installed there, as for the pool itself) and with
+    ``--sdk_container_image`` (the image holds tweetmill: see ``Dockerfile``).
     """
     if not is_remote_runner(options):
         return []
     if options.view_as(WorkerOptions).sdk_container_image:
         log.info("--sdk_container_image given: tweetmill and its requirements are expected in the image")
         return []
-    if (options.view_as(PortableOptions).environment_type or "").upper() == "LOOPBACK":
+    if (options.view_as(PortableOptions).environment_type or "").upper() in ("LOOPBACK", "EXTERNAL"):
         return []
     setup = options.view_as(SetupOptions)
     args: list[str] = []

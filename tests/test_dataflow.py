@@ -144,6 +144,9 @@ def test_staging_leaves_what_the_user_provides():
         assert dataflow.staging_args(PipelineOptions(local), "/nonexistent") == []
     loopback = PipelineOptions(["--runner", "FlinkRunner", "--environment_type", "LOOPBACK"])
     assert dataflow.staging_args(loopback, "/nonexistent") == []
+    # An external worker pool runs its SDK workers in its own Python and installs nothing staged.
+    external = PipelineOptions(["--runner", "PortableRunner", "--environment_type", "EXTERNAL"])
+    assert dataflow.staging_args(external, "/nonexistent") == []
 
 
 def _bad_run(monkeypatch, config: RunConfig, beam_args: list[str]) -> str:
