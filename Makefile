@@ -12,6 +12,10 @@ $(BIN)/tweetmill: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e ".[train,report,dev]"
+	# Hugging Face datasets in a venv of its own (its multiprocess needs a dill that Beam's pickler
+	# forbids): the interop tests open the shards with it there (tests/test_interop.py).
+	$(PY) -m venv $(VENV)/hf
+	$(VENV)/hf/bin/pip install -q "datasets>=3"
 	touch $@
 
 install: $(BIN)/tweetmill
@@ -25,7 +29,7 @@ test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow" tests
 
 lint: install
-	$(BIN)/ruff check pipeline transforms schemas gpu_train tests bench
+	$(BIN)/ruff check pipeline transforms schemas gpu_train tests bench docs
 
 demo: install
 	rm -rf demo-out demo-runs

@@ -27,7 +27,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tweetmill.gpu_train.presets import BACKENDS, PRESETS
-from tweetmill.schemas.shard_dir import TOKENIZER_NAME
+
+# How a run reports (metrics.Reporter, which imports torch; defined here, so a parser needs none).
+PROGRESS_STYLES = ("auto", "rich", "plain", "json")
+TENSORBOARD_MISSING = "--tensorboard needs TensorBoard: pip install tensorboard"
 
 if TYPE_CHECKING:
     from tweetmill.gpu_train.train import TrainConfig
@@ -116,7 +119,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--lr", type=number_in(0, low_open=True), help="peak learning rate (default: the preset's)")
     a("--min-lr-ratio", type=number_in(0, 1), help="final learning rate as a share of --lr (default 0.1)")
     a("--warmup-steps", type=_count0, help="linear warmup steps (default 5%% of --steps, at most 1000)")
-    a("--weight-decay", type=number_in(0))
+    a("--weight-decay", type=number_in(0), help="AdamW weight decay of the weight matrices (default 0.1)")
     a("--grad-clip", type=number_in(0), help="max gradient norm, 0 to disable (default 1.0)")
     a("--seed", type=int, help="model init and data order (default 1337)")
     a(
@@ -154,7 +157,19 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="stop after this many seconds (with a checkpoint)",
     )
     a("--threads", type=_count, help="torch CPU threads")
-    a("--log-level", type=str.upper, choices=LOG_LEVELS, default="INFO", help="logging level (default INFO)")
+    a(
+        "--progress",
+        choices=PROGRESS_STYLES,
+        default="auto",
+        help="what stdout shows: rich, a live bar with step, loss, tokens/s, MFU and ETA above one line per "
+        "logged step; plain, those lines only; json, the metrics.jsonl lines (default auto: rich on a "
+        "terminal, plain otherwise)",
+    )
+    a(
+        "--tensorboard",
+        metavar="DIR",
+        help="also write the metrics as TensorBoard events to DIR (needs: pip install tensorboard)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -197,13 +212,17 @@ def run_train(args: argparse.Namespace) -> int:
     """Train; raises one of ``user_errors()`` for a mistake the user can fix."""
     from tweetmill.gpu_train.train import train
 
-    _setup_logging(getattr(args, "log_level", "INFO"))
     config = config_from_args(args)
     origin = " (the resumed run's; --device overrides it)" if args.resume and args.device is None else ""
-    problem = device_problem(config.device, origin=origin)
-    if problem:
-        raise UsageError(problem)
-    result = train(config)
+    problems = [device_problem(config.device, origin=origin)]
+    if args.tensorboard:
+        try:
+            import torch.utils.tensorboard  # noqa: F401  (the optional tensorboard package)
+        except ImportError:
+            problems.append(TENSORBOARD_MISSING)
+    if any(problems):
+        raise UsageError(*filter(None, problems))
+    result = train(config, progress=args.progress, tensorboard=args.tensorboard)
     if result.checkpoint is not None:
         log.info("done at step %d: %s", result.step, result.checkpoint)
     return 0
@@ -214,15 +233,14 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     a("checkpoint", help="checkpoint file, run directory, or latest pointer (e.g. runs/latest)")
     a("--prompt", default="", help="text to continue (default: start a new tweet)")
     a("--prompt-ids", help="comma-separated token ids, instead of --prompt (no tokenizer needed)")
-    a("--max-new-tokens", type=_count, default=64)
-    a("--temperature", type=number_in(0), default=0.8, help="0 for greedy decoding")
+    a("--max-new-tokens", type=_count, default=64, help="tokens to generate per sample (default 64)")
+    a("--temperature", type=number_in(0), default=0.8, help="0 for greedy decoding (default 0.8)")
     a("--top-k", type=_count0, default=50, help="sample among the k likeliest tokens, 0 for all (default 50)")
-    a("--num-samples", "-n", type=_count, default=1)
-    a("--seed", type=int, default=0)
+    a("--num-samples", "-n", type=_count, default=1, help="how many samples (default 1)")
+    a("--seed", type=int, default=0, help="the same seed draws the same samples (default 0)")
     a("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     a("--tokenizer", help="tokenizer.json (default: the run's copy, then the shard directory's)")
     a("--data", help="shard directory whose tokenizer to use (default: the one trained on)")
-    a("--log-level", type=str.upper, choices=LOG_LEVELS, default="WARNING")
 
 
 def _prompt_ids(text: str) -> list[int]:
@@ -239,7 +257,6 @@ def run_generate(args: argparse.Namespace) -> int:
     from tweetmill.gpu_train.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
     from tweetmill.gpu_train.model import GPT, GPTConfig
 
-    _setup_logging(getattr(args, "log_level", "WARNING"))
     problems = [p for p in (device_problem(args.device),) if p]
     try:
         resolve_checkpoint(args.checkpoint)
@@ -301,6 +318,8 @@ def find_tokenizer(
     manifest's ``tokenizer.source``; a file counts only if its sha256 is the one the shards were
     tokenized with (an explicit file that differs is used with a warning).
     """
+    from tweetmill.schemas.shard_dir import TOKENIZER_NAME
+
     try:
         from tokenizers import Tokenizer
     except ImportError:
@@ -360,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
             prog="python -m tweetmill.gpu_train generate", description="Sample text"
         )
         add_generate_arguments(parser)
-        command, args = run_generate, parser.parse_args(argv[1:])
+        command, level, argv = run_generate, "WARNING", argv[1:]
     else:
         if argv[:1] == ["train"]:
             argv = argv[1:]
@@ -369,7 +388,16 @@ def main(argv: list[str] | None = None) -> int:
             description="Train a GPT on tweetmill shards (or: generate ...)",
         )
         add_train_arguments(parser)
-        command, args = run_train, parser.parse_args(argv)
+        command, level = run_train, "INFO"
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default=level,
+        help=f"logging level (default {level})",
+    )
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level)
     try:
         return command(args)
     except user_errors() as exc:
@@ -378,8 +406,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+class _Stderr(logging.StreamHandler):
+    """To the current ``sys.stderr``, which Rich's live progress bar redirects above itself."""
+
+    stream = property(lambda self: sys.stderr, lambda self, _: None)
+
+
 def _setup_logging(level: str) -> None:
+    """Logging of ``main`` (``python -m tweetmill.gpu_train``, torchrun); the tweetmill CLI sets up its
+    own (``pipeline/logs.py``), which this package does not import."""
     root = logging.getLogger()
     if not root.handlers:
-        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.WARNING,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            handlers=[_Stderr()],
+        )
     logging.getLogger("tweetmill").setLevel(level.upper())

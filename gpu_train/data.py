@@ -29,7 +29,7 @@ from numpy.lib.stride_tricks import as_strided
 from tweetmill.schemas import Manifest, ShardEntry, check_shard_schema
 from tweetmill.schemas import shard_dir as sd
 from tweetmill.schemas.shard import META_SHARD_INDEX, schema_metadata, splitmix64
-from tweetmill.schemas.shard_dir import SHARD_GLOB, ShardDirError, list_layout
+from tweetmill.schemas.shard_dir import SHARD_LISTING_GLOBS, ShardDirError, list_layout
 
 log = logging.getLogger(__name__)
 
@@ -158,11 +158,11 @@ def open_shards(root: str | Path, *, verify: bool = False) -> ShardSet:
     root = Path(root)
     manifest = read_manifest(root)
     listed = [s.file for s in manifest.shards]
-    on_disk = sorted(p.name for p in root.glob(SHARD_GLOB))
+    on_disk = [p.relative_to(root).as_posix() for pattern in SHARD_LISTING_GLOBS for p in root.glob(pattern)]
     missing = [f for f in listed if not (root / f).is_file()]
     if missing:
         raise DatasetError(f"{root}: shard(s) listed in the manifest are missing: {', '.join(missing)}")
-    extra = sorted(set(on_disk) - set(listed))
+    extra = sd.unlisted_shard_files(manifest, on_disk)
     if extra:
         raise DatasetError(
             f"{root}: shard file(s) not in the manifest: {', '.join(extra)} "

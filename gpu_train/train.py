@@ -132,8 +132,9 @@ def resume_config(resume: str, **overrides: Any) -> TrainConfig:
     return TrainConfig(**saved)
 
 
-def train(cfg: TrainConfig) -> TrainResult:
-    """Train per ``cfg``; under torchrun every rank calls this."""
+def train(cfg: TrainConfig, *, progress: str = "auto", tensorboard: str | None = None) -> TrainResult:
+    """Train per ``cfg``; under torchrun every rank calls this. Rank 0 reports: ``progress`` is the
+    style of its display on stdout (``metrics.Reporter``), ``tensorboard`` a directory for events."""
     cfg = cfg.resolved()
     rank, world, local_rank = (
         int(os.environ.get(k, d)) for k, d in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0))
@@ -148,13 +149,15 @@ def train(cfg: TrainConfig) -> TrainResult:
     if rank != 0:
         logging.getLogger("tweetmill").setLevel(logging.WARNING)
     try:
-        return _train(cfg, rank, world, device)
+        return _train(cfg, rank, world, device, progress=progress, tensorboard=tensorboard)
     finally:
         if own_group:
             dist.destroy_process_group()
 
 
-def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> TrainResult:
+def _train(
+    cfg: TrainConfig, rank: int, world: int, device: torch.device, *, progress: str, tensorboard: str | None
+) -> TrainResult:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if device.type == "cuda":
@@ -209,7 +212,6 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> Tra
     )  # fmt: skip
     if rank == 0:
         _write_run_files(run_dir, cfg, mcfg.to_dict(), data)
-    reporter = Reporter(run_dir / "metrics.jsonl", cfg.steps) if rank == 0 else None
     n_params = model.num_params()
     peak = peak_flops(device, cfg.peak_tflops)
     tokens_per_step = global_blocks * cfg.seq_len
@@ -224,6 +226,11 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> Tra
     meter = StepMeter(device, world, tokens_per_step, n_params, mcfg.n_layer, mcfg.n_embd, peak)
     started = time.perf_counter()
     stop_at = min(cfg.steps, cfg.stop_at) if cfg.stop_at is not None else cfg.steps
+    reporter = (
+        Reporter(run_dir / "metrics.jsonl", stop_at, style=progress, start_step=step, tensorboard=tensorboard)
+        if rank == 0
+        else None
+    )
     train_loss: float | None = None
     val_loss: float | None = None
     checkpoint: Path | None = None
@@ -253,6 +260,8 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> Tra
             step += 1
             tokens_seen += tokens_per_step
             meter.step_done(wait)
+            if reporter:
+                reporter.progress(step)
 
             # Logging, validation and checkpoints: every rank reaches them at the same steps.
             final = step >= stop_at
@@ -265,8 +274,6 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> Tra
                 if not final and _out_of_time(started, cfg.time_limit_s, world, device):
                     log.info("time limit of %.0f s reached at step %d", cfg.time_limit_s, step)
                     stop_at, final = step, True
-            elif reporter:
-                reporter.progress(step, train_loss, None)
             with meter.paused():  # keep validation and checkpoints out of the throughput figures
                 if val_packer is not None and ((cfg.val_interval and step % cfg.val_interval == 0) or final):
                     val_loss = evaluate(model, val_packer, cfg, micro, rank, world, device, autocast)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from importlib.metadata import PackageNotFoundError, version
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems  # noqa: F401 (tests patch build.FileSystems)
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from tweetmill.pipeline.cli import tweetmill_version
 from tweetmill.pipeline.dataflow import check_runner_options, is_dry_run, remote_pipeline_options
 from tweetmill.pipeline.errors import UserError
 from tweetmill.pipeline.options import RunConfig
@@ -25,6 +25,7 @@ from tweetmill.pipeline.outputs import (
     remove_temps,
     run_failure,
 )
+from tweetmill.pipeline.progress import ProgressOptions, RunWatch
 from tweetmill.pipeline.shard_io import read_manifest
 from tweetmill.pipeline.user_filters import pickle_by_value
 from tweetmill.schemas.manifest import Manifest, StageRecord, TokenizerInfo
@@ -67,13 +68,6 @@ log = logging.getLogger(__name__)
 # tries to download and start Prism, which hangs without network; the FnApiRunner is the embedded
 # runner behind it and opens no connection, so tweetmill uses it explicitly.
 LOCAL_RUNNERS = (None, "DirectRunner", "FnApiRunner", "BundleBasedDirectRunner")
-
-
-def tweetmill_version() -> str:
-    try:
-        return version("tweetmill")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 class _Unbatch(beam.PTransform):
@@ -141,6 +135,7 @@ def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec) -> None:
         csv_text_column=config.csv_text_column,
         include_deleted=config.include_deleted,
         csv_delimiter=config.csv_delimiter,
+        spread=not is_one_local_worker(p.options),
     )
     drops = [parsed[TAG_DROPPED]]
     dropped_tweets = []  # (stage, reason, tweet) of every stage after parsing
@@ -152,7 +147,8 @@ def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec) -> None:
         dropped_tweets.append(out[TAG_DROPPED_TWEETS])
         return out.tweets
 
-    batches = parsed.tweets | "Clean" >> CleanTweets(config.clean)
+    batches, clean_stats = parsed.tweets | "Clean" >> CleanTweets(config.clean, with_stats=True)
+    stage_stats.append(clean_stats)  # the manifest's stages["clean"]: texts each step changed
     for stage in filter_stages(config):
         pickle_by_value(stage)
         batches = apply(batches, stage)
@@ -222,6 +218,12 @@ def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec) -> None:
     )
 
 
+def is_one_local_worker(options: PipelineOptions) -> bool:
+    """The embedded runner with one worker: nothing gains from spreading data between workers."""
+    workers = options.view_as(DirectOptions).direct_num_workers
+    return options.view_as(StandardOptions).runner in LOCAL_RUNNERS and workers == 1
+
+
 def make_pipeline(beam_args: list[str]) -> beam.Pipeline:
     options = PipelineOptions(beam_args)
     runner = options.view_as(StandardOptions).runner
@@ -257,7 +259,13 @@ def preflight(config: RunConfig, *, overwrite: bool) -> OutputCheck:
     return check
 
 
-def run(config: RunConfig, beam_args: list[str] | None = None, *, overwrite: bool = False) -> Manifest | None:
+def run(
+    config: RunConfig,
+    beam_args: list[str] | None = None,
+    *,
+    overwrite: bool = False,
+    progress: ProgressOptions | None = None,
+) -> Manifest | None:
     """Run the pipeline to completion and return the manifest it published.
 
     With ``--dry_run`` (Dataflow) the job graph is built, translated and staged but not submitted,
@@ -267,6 +275,9 @@ def run(config: RunConfig, beam_args: list[str] | None = None, *, overwrite: boo
     filesystem (disk full, permissions) raises a one-line ``RunFailedError``, anything else its own
     traceback. A local output is locked for the run (``pipeline/outputs.py``); a successful run also
     removes the ``_tmp-*`` directories that crashed runs left in it.
+
+    ``progress`` (the CLI's): show the run's progress, and make Ctrl-C stop a local run cleanly: a
+    plain ``KeyboardInterrupt`` once the temporary directory is removed (``pipeline/progress.py``).
     """
     beam_args = list(beam_args or [])
     options = PipelineOptions(beam_args)
@@ -278,12 +289,15 @@ def run(config: RunConfig, beam_args: list[str] | None = None, *, overwrite: boo
         spec = output_spec(config)
         p = make_pipeline(beam_args)
         build(p, config, spec)
+        watch = RunWatch(None if dry_run else progress, options, list(config.inputs))
         try:
-            with quiet_filesystem_errors():
-                p.run().wait_until_finish()
+            with quiet_filesystem_errors(), watch:
+                watch.wait(p.run())
         except BaseException as exc:  # Ctrl-C too: its temporary directory goes as well
-            if not dry_run:
+            if not dry_run and not watch.detached:  # a remote job that goes on still needs it
                 remove_temps([spec.temp_dir], "this run failed")
+            if watch.interrupted:  # Beam wraps a Ctrl-C in errors of its own
+                raise KeyboardInterrupt from None
             if not isinstance(exc, Exception):
                 raise
             failure = run_failure(exc, config.output)

@@ -13,11 +13,13 @@ import importlib.util
 import logging
 import sys
 import time
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from rich.console import Console
 from tweetmill.pipeline.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_REJECTED, UserError
 from tweetmill.pipeline.terminal import json_text, plain
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 log = logging.getLogger("tweetmill")
 
@@ -35,11 +37,29 @@ def _require(*problems: str | None) -> None:
         raise UserError(*found)
 
 
+def _next_steps(console: Console, output: str) -> None:
+    """What to try on a finished run's shards, its path quoted for the shell (and made printable)."""
+    import shlex
+
+    path = plain(shlex.quote(output))
+    steps = (
+        (f"tweetmill stats {path}", "figures of the shards (--html PATH: a report with plots)"),
+        (f"tweetmill sample {path}", "a few tweets, decoded"),
+        (f"tweetmill train {path} --model tiny --steps 100", "a toy model, minutes on a CPU"),
+    )
+    width = max(len(command) for command, _ in steps)
+    console.print("next:", markup=False, highlight=False)
+    for command, what in steps:
+        console.print(f"  {command:<{width}}  # {what}", markup=False, highlight=False, soft_wrap=True)
+
+
 def _cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from rich.console import Console
     from tweetmill.pipeline.build import run
     from tweetmill.pipeline.dataflow import RunnerOptionsError
     from tweetmill.pipeline.options import config_from_args
     from tweetmill.pipeline.preflight import input_problems, tokenizer_problem
+    from tweetmill.pipeline.progress import INTERRUPTED_LINE, progress_from_args, quiet_teardown
     from tweetmill.pipeline.report import print_run_report, rejection_reasons
     from tweetmill.transforms.write import AccountingError
 
@@ -49,7 +69,13 @@ def _cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
         raise UserError(*input_problems(list(config.inputs)), problem)
     started = time.perf_counter()
     try:
-        manifest = run(config, beam_args, overwrite=args.overwrite)  # UserError: inputs, output
+        manifest = run(config, beam_args, overwrite=args.overwrite, progress=progress_from_args(args))
+    except KeyboardInterrupt as exc:  # Ctrl-C: run() removed the temporary directory
+        if getattr(args, "debug", False):
+            raise
+        quiet_teardown()  # what Beam's threads may still say as they stop
+        sys.stderr.write(f"{getattr(exc, 'message', INTERRUPTED_LINE)}\n")
+        return EXIT_INTERRUPTED
     except RunnerOptionsError as exc:
         raise UserError(str(exc)) from exc
     except AccountingError as exc:  # nothing was published
@@ -64,6 +90,8 @@ def _cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     reasons = rejection_reasons(manifest, config.max_error_share, config.output)
     for reason in reasons:
         _error_line(reason)
+    if not reasons:
+        _next_steps(console, config.output)
     return EXIT_REJECTED if reasons else EXIT_OK
 
 
@@ -75,6 +103,7 @@ def _shard_read_error(shard_dir: str, exc: Exception) -> UserError:
 
 def _cmd_stats(args: argparse.Namespace, _: list[str]) -> int:
     import pyarrow as pa
+    from rich.console import Console
     from tweetmill.pipeline.preflight import output_file_problem, shard_dir_problem
     from tweetmill.pipeline.stats import compute_stats, print_stats
 
@@ -106,6 +135,7 @@ def _cmd_stats(args: argparse.Namespace, _: list[str]) -> int:
 
 def _cmd_sample(args: argparse.Namespace, _: list[str]) -> int:
     import pyarrow as pa
+    from rich.console import Console
     from tweetmill.pipeline.options import language_problems
     from tweetmill.pipeline.preflight import shard_dir_problem
     from tweetmill.pipeline.sample import print_samples, sample
@@ -127,6 +157,7 @@ def _cmd_sample(args: argparse.Namespace, _: list[str]) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace, _: list[str]) -> int:
+    from rich.console import Console
     from tweetmill.pipeline.preflight import shard_dir_problem
     from tweetmill.pipeline.verify import print_report, verify
 
@@ -140,6 +171,7 @@ def _cmd_verify(args: argparse.Namespace, _: list[str]) -> int:
 
 
 def _cmd_train_tokenizer(args: argparse.Namespace, _: list[str]) -> int:
+    from rich.console import Console
     from tweetmill.pipeline.preflight import (
         as_beam_pattern,
         expand_input,
@@ -179,9 +211,114 @@ def _train_command(name: str):
     return handler
 
 
-TRAIN_COMMANDS = {
-    "train": "train a causal LM on a shard directory",
-    "generate": "generate text from a trained checkpoint",
+# --- the command line -----------------------------------------------------------------------------
+#
+# ``tweetmill --help`` lists the subcommands from this static table, and a subcommand's options are
+# added only when it is the one run (``_ARGUMENTS``): the options of ``run`` need every stage module,
+# and so Beam (~3 s); the top-level help and ``--version`` import nothing heavy.
+
+COMMANDS: dict[str, str] = {
+    "run": "archives → cleaned, deduplicated, tokenized Arrow shards",
+    "stats": "statistics of a shard directory (table, --json, --html report)",
+    "sample": "decoded example tweets from a shard directory",
+    "verify": "check every shard against the manifest (sha256, rows, tokens, schema, run)",
+    "train-tokenizer": "train a byte-level BPE tokenizer on tweet files",
+    "train": "train a causal LM on a shard directory (needs tweetmill[train])",
+    "generate": "generate text from a trained checkpoint (needs tweetmill[train])",
+}
+TRAIN_COMMANDS = ("train", "generate")  # from gpu_train; need torch
+_DEFAULT_LOG_LEVEL = {"train": "info"}  # the others: warning
+_SHARDS_HELP = "shard directory (with manifest.json), local or Beam path"
+
+
+def _run_arguments(cmd: argparse.ArgumentParser) -> None:
+    from tweetmill.pipeline.options import add_run_arguments
+
+    cmd.description = (
+        "Run the pipeline. Other options must be Beam pipeline options (--runner, --direct_num_workers, "
+        "Dataflow's options...); without --runner it runs here, on Beam's embedded FnApiRunner. Exit 3 "
+        "when the result is not usable as is (see --max-error-share)."
+    )
+    add_run_arguments(cmd)
+    from tweetmill.pipeline.progress import add_progress_arguments
+
+    add_progress_arguments(cmd)  # -q, --progress-interval
+    cmd.set_defaults(handler=_cmd_run)
+
+
+def _stats_arguments(cmd: argparse.ArgumentParser) -> None:
+    from tweetmill.gpu_train.cli import int_at_least
+
+    cmd.description = "Figures of a shard directory, streamed over its (memory-mapped) shards."
+    cmd.add_argument("shards", help=_SHARDS_HELP)
+    cmd.add_argument("--json", action="store_true", help="print the figures as JSON instead of tables")
+    cmd.add_argument("--html", metavar="PATH", help="also write a self-contained HTML report with plots")
+    cmd.add_argument(
+        "--top", type=int_at_least(1), default=10, help="rows of the top-N tables (default: %(default)s)"
+    )
+    cmd.add_argument("--no-hashtags", action="store_true", help="skip counting hashtags (faster)")
+    cmd.add_argument(
+        "--workers", type=int_at_least(1), default=None, help="threads (default: CPUs, at most 4)"
+    )
+    cmd.set_defaults(handler=_cmd_stats)
+
+
+def _sample_arguments(cmd: argparse.ArgumentParser) -> None:
+    from tweetmill.gpu_train.cli import int_at_least
+
+    cmd.add_argument("shards", help=_SHARDS_HELP)
+    cmd.add_argument("-n", type=int_at_least(1), default=5, help="how many tweets (default: %(default)s)")
+    cmd.add_argument("--seed", type=int, default=0, help="the same seed picks the same tweets")
+    cmd.add_argument("--lang", help="only tweets of this detected language, e.g. de")
+    cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    cmd.set_defaults(handler=_cmd_sample)
+
+
+def _verify_arguments(cmd: argparse.ArgumentParser) -> None:
+    cmd.description = (
+        "Exit status 0 when every check passes, 1 otherwise, 2 when the path is not a shard directory at all."
+    )
+    cmd.add_argument("shards", help=_SHARDS_HELP)
+    cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    cmd.set_defaults(handler=_cmd_verify)
+
+
+def _train_tokenizer_arguments(cmd: argparse.ArgumentParser) -> None:
+    from tweetmill.gpu_train.cli import int_at_least
+    from tweetmill.transforms.tokenize import SPECIAL_TOKENS
+
+    min_vocab = 256 + len(SPECIAL_TOKENS) + 4  # the byte alphabet, special tokens, placeholders
+    cmd.add_argument("inputs", nargs="+", help="archive files, directories or globs, any supported format")
+    cmd.add_argument("--output", "-o", required=True, help="tokenizer.json to write")
+    cmd.add_argument(
+        "--vocab-size",
+        type=int_at_least(min_vocab),
+        default=16384,
+        help=f"tokens, at least {min_vocab}: 256 bytes, special tokens, placeholders (default: %(default)s)",
+    )
+    cmd.add_argument("--limit", type=int_at_least(1), default=None, help="train on at most this many tweets")
+    cmd.set_defaults(handler=_cmd_train_tokenizer)
+
+
+def _gpu_train_arguments(name: str):
+    def add(cmd: argparse.ArgumentParser) -> None:
+        if importlib.util.find_spec("torch") is None:
+            raise UserError(f"tweetmill {name} needs torch: pip install 'tweetmill[train]'")
+        from tweetmill.gpu_train import cli as train_cli
+
+        getattr(train_cli, f"add_{name}_arguments")(cmd)
+        cmd.set_defaults(handler=_train_command(name))
+
+    return add
+
+
+_ARGUMENTS = {
+    "run": _run_arguments,
+    "stats": _stats_arguments,
+    "sample": _sample_arguments,
+    "verify": _verify_arguments,
+    "train-tokenizer": _train_tokenizer_arguments,
+    **{name: _gpu_train_arguments(name) for name in TRAIN_COMMANDS},
 }
 
 
@@ -192,97 +329,102 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
+def tweetmill_version() -> str:
+    """The installed distribution's version (``0+unknown`` when run from a source tree)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tweetmill")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the version is looked up only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> NoReturn:
+        print(f"tweetmill {tweetmill_version()}")
+        parser.exit()
+
+
+# Top-level options that take a value, to find the subcommand in argv before parsing.
+_VALUE_OPTIONS = ("--log-level", "--beam-log-level")
+
+
 def _add_common(parser: argparse.ArgumentParser, *, top_level: bool) -> None:
-    """-v and --debug, accepted before and after the subcommand. On subcommands they default to
-    SUPPRESS, so they do not reset what was given before the subcommand."""
+    """-v, --log-level, --beam-log-level and --debug, accepted before and after the subcommand. On
+    subcommands they default to SUPPRESS, so they do not reset what was given before the subcommand."""
+    from tweetmill.pipeline.logs import LEVELS
+
     default = {} if top_level else {"default": argparse.SUPPRESS}
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO)", **default)
+    none = {"default": None} if top_level else default
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log progress (INFO); --log-level info", **default
+    )
+    parser.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=LEVELS,
+        metavar="LEVEL",
+        help="tweetmill's logging: debug, info, warning or error (default: warning; info for train); "
+        "debug shows Beam's and other libraries' too",
+        **none,
+    )
+    parser.add_argument(
+        "--beam-log-level",
+        type=str.lower,
+        choices=LEVELS,
+        metavar="LEVEL",
+        help="Apache Beam's logging (default: warning; debug with --log-level debug)",
+        **none,
+    )
     parser.add_argument(
         "--debug", action="store_true", help="show the traceback of any error, not one line", **default
     )
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    from tweetmill.pipeline.options import add_run_arguments, int_at_least
-    from tweetmill.transforms.tokenize import SPECIAL_TOKENS
-
-    parser = _Parser(prog="tweetmill", description=__doc__.split("\n\n")[0])
+    """The parser of the whole command line, with the options of subcommand ``command`` only (the
+    others are listed, empty: their options need imports a run of ``command`` does not)."""
+    parser = _Parser(
+        prog="tweetmill",
+        description="Tweet archives → cleaned, deduplicated, tokenized Arrow shards (Apache Beam), "
+        "and a small trainer for them.",
+        epilog="Exit codes: 0 done, 1 verify "
+        "found a problem, 2 a mistake in the command line or its inputs, 3 a run whose result is not "
+        "usable as is, 4 a run that failed while running, 130 interrupted.",
+    )
+    parser.add_argument("--version", action=_VersionAction, help="print tweetmill's version and exit")
     _add_common(parser, top_level=True)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    run = sub.add_parser(
-        "run",
-        help="archives → cleaned, deduplicated, tokenized Arrow shards",
-        description="Run the pipeline. Other options must be Beam pipeline options (--runner, "
-        "--direct_num_workers, Dataflow's options...); without --runner it runs here, on Beam's "
-        "embedded FnApiRunner. Exit 3 when the result is not usable as is (see --max-error-share).",
+    sub = parser.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="command",
+        title="commands",
+        help="one of these; 'tweetmill COMMAND --help' shows its options",
     )
-    add_run_arguments(run)
-    run.set_defaults(handler=_cmd_run)
-
-    stats = sub.add_parser(
-        "stats",
-        help="statistics of a shard directory (table, --json, --html report)",
-        description="Figures of a shard directory, streamed over its (memory-mapped) shards.",
-    )
-    stats.add_argument("shards", help="shard directory (with manifest.json), local or Beam path")
-    stats.add_argument("--json", action="store_true", help="print the figures as JSON instead of tables")
-    stats.add_argument("--html", metavar="PATH", help="also write a self-contained HTML report with plots")
-    stats.add_argument(
-        "--top", type=int_at_least(1), default=10, help="rows of the top-N tables (default: %(default)s)"
-    )
-    stats.add_argument("--no-hashtags", action="store_true", help="skip counting hashtags (faster)")
-    stats.add_argument(
-        "--workers", type=int_at_least(1), default=None, help="threads (default: CPUs, at most 4)"
-    )
-    stats.set_defaults(handler=_cmd_stats)
-
-    smp = sub.add_parser("sample", help="decoded example tweets from a shard directory")
-    smp.add_argument("shards", help="shard directory (with manifest.json), local or Beam path")
-    smp.add_argument("-n", type=int_at_least(1), default=5, help="how many tweets (default: %(default)s)")
-    smp.add_argument("--seed", type=int, default=0, help="the same seed picks the same tweets")
-    smp.add_argument("--lang", help="only tweets of this detected language, e.g. de")
-    smp.add_argument("--json", action="store_true", help="machine-readable output")
-    smp.set_defaults(handler=_cmd_sample)
-
-    ver = sub.add_parser(
-        "verify",
-        help="check every shard against the manifest (sha256, rows, tokens, schema, run)",
-        description="Exit status 0 when every check passes, 1 otherwise, 2 when the path is not a "
-        "shard directory at all.",
-    )
-    ver.add_argument("shards", help="shard directory (with manifest.json), local or Beam path")
-    ver.add_argument("--json", action="store_true", help="machine-readable output")
-    ver.set_defaults(handler=_cmd_verify)
-
-    min_vocab = 256 + len(SPECIAL_TOKENS) + 4  # the byte alphabet, special tokens, placeholders
-    tok = sub.add_parser("train-tokenizer", help="train a byte-level BPE tokenizer on tweet files")
-    tok.add_argument("inputs", nargs="+", help="archive files, directories or globs, any supported format")
-    tok.add_argument("--output", "-o", required=True, help="tokenizer.json to write")
-    tok.add_argument(
-        "--vocab-size",
-        type=int_at_least(min_vocab),
-        default=16384,
-        help=f"tokens, at least {min_vocab}: 256 bytes, special tokens, placeholders (default: %(default)s)",
-    )
-    tok.add_argument("--limit", type=int_at_least(1), default=None, help="train on at most this many tweets")
-    tok.set_defaults(handler=_cmd_train_tokenizer)
-
-    for name, help_text in TRAIN_COMMANDS.items():
-        cmd = sub.add_parser(name, help=help_text)
-        if name == command:  # torch is imported only for the command that needs it
-            if importlib.util.find_spec("torch") is None:
-                raise UserError(f"tweetmill {name} needs torch: pip install 'tweetmill[train]'")
-            from tweetmill.gpu_train import cli as train_cli
-
-            getattr(train_cli, f"add_{name}_arguments")(cmd)
-            cmd.set_defaults(handler=_train_command(name))
-
-    for action in parser._actions:  # every subcommand takes -v and --debug too
-        if isinstance(action, argparse._SubParsersAction):
-            for subparser in action.choices.values():
-                _add_common(subparser, top_level=False)
+    for name, help_text in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text[:1].upper() + help_text[1:] + ".")
+        if name == command:
+            _ARGUMENTS[name](cmd)
+        _add_common(cmd, top_level=False)
     return parser
+
+
+def _command_in(argv: list[str]) -> str | None:
+    """The subcommand ``argv`` names: its first argument that is neither an option nor an option's value."""
+    args = iter(argv)
+    for arg in args:
+        if arg in _VALUE_OPTIONS:
+            next(args, None)
+        elif arg == "--":
+            return next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
 
 
 def _run_option_strings(parser: argparse.ArgumentParser) -> set[str]:
@@ -294,32 +436,32 @@ def _run_option_strings(parser: argparse.ArgumentParser) -> set[str]:
     return found
 
 
-class _QuietBeamImport(logging.Filter):
-    """Beam warns at import that optional GCP clients are missing; a local run does not need them."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "apitools not found" not in record.getMessage()
-
-
 def _main(argv: list[str]) -> int:
-    from tweetmill.pipeline.options import split_beam_args
+    from tweetmill.pipeline import logs
 
-    command = next((a for a in argv if not a.startswith("-")), None)
+    command = _command_in(argv)
     parser = build_parser(command)
     extra: list[str] = []
     if command == "run":
+        from tweetmill.pipeline.options import split_beam_args
+
         argv, extra = split_beam_args(argv, _run_option_strings(parser))
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version: argparse has printed them
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    default = _DEFAULT_LOG_LEVEL.get(args.command, "warning")
+    level = logs.level_from_args(args.log_level, args.verbose, default)
+    logs.setup(level, beam_level=args.beam_log_level)
+    args.log_level = level
     return args.handler(args, extra)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; its exit code (``pipeline/errors.py``)."""
-    logging.getLogger().addFilter(_QuietBeamImport())
+    from tweetmill.pipeline import logs
+
+    logs.setup()  # before anything imports Beam (see pipeline/logs.py)
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:

@@ -93,6 +93,11 @@ def is_dry_run(options: PipelineOptions) -> bool:
     return is_dataflow(options) and bool(options.view_as(TestOptions).dry_run)
 
 
+def console_url(project: str, region: str, job_id: str) -> str:
+    """The Cloud Console page of a Dataflow job."""
+    return f"https://console.cloud.google.com/dataflow/jobs/{region}/{job_id}?project={project}"
+
+
 def is_local_path(path: str) -> bool:
     """A path on this machine's disk (no scheme, or ``file://``), which remote workers cannot read."""
     return FileSystems.get_scheme(path) in (None, "file")

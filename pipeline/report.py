@@ -6,17 +6,21 @@ from __future__ import annotations
 from collections import Counter
 
 from rich.console import Console
-from tweetmill.pipeline.stats import funnel
-from tweetmill.pipeline.stats_print import balance_line, funnel_table
+from tweetmill.pipeline.stats import clean_summary, funnel
+from tweetmill.pipeline.stats_print import balance_line, clean_line, funnel_table
 from tweetmill.pipeline.terminal import safe
 from tweetmill.schemas.manifest import Manifest
 
 
 def print_run_report(console: Console, manifest: Manifest, output: str, seconds: float) -> None:
-    """The run's funnel (as ``tweetmill stats`` shows it), the balance, and what was written where."""
+    """The run's funnel (as ``tweetmill stats`` shows it), the balance, what the clean stage
+    changed, and what was written where."""
     steps = funnel(manifest)
     console.print(funnel_table(steps, title="Accounting: where every input record went"))
     console.print(balance_line(steps))
+    changed = clean_line(clean_summary(manifest))
+    if changed:
+        console.print(changed)
     rows, tokens = manifest.total_rows, manifest.total_tokens
     rate = manifest.counts.read / seconds if seconds > 0 else 0.0
     console.print(

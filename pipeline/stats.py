@@ -22,9 +22,21 @@ from typing import Any
 import numpy as np
 from tweetmill.pipeline.shard_io import load_shard_tokenizer, read_manifest
 from tweetmill.pipeline.stats_print import print_stats
-from tweetmill.pipeline.stats_scan import FLAG_COLUMNS, Accumulator, HashtagCounter, default_workers, scan
+from tweetmill.pipeline.stats_scan import (
+    CHARS_CAP,
+    FLAG_COLUMNS,
+    SCORE_BINS,
+    Accumulator,
+    AuthorCounter,
+    HashtagCounter,
+    Removed,
+    default_workers,
+    read_removed,
+    scan,
+)
 from tweetmill.schemas import records as R
 from tweetmill.schemas.manifest import Manifest
+from tweetmill.transforms.clean import STAT_NAMES as CLEAN_STEPS
 
 __all__ = [
     "LEGACY_FUNNEL_STAGES",
@@ -64,6 +76,10 @@ LEGACY_FUNNEL_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 DEAD_LETTERS = "errors (dead letters)"  # the funnel's step for records that became dead letters
 PLACEHOLDERS = ("<URL>", "@user", "<EMAIL>", "<PHONE>")  # the clean stage's defaults
+EXAMPLES_PER_REASON = 3  # dropped tweets shown per drop reason
+NEAR_PAIRS_SHOWN = 8  # near-duplicate pairs shown (of the run's sample)
+TEXT_SHOWN = 400  # characters of an example's text; longer ones are cut and end in "…"
+TOP_AUTHOR_COUNTS = (1, 10, 100, 1000)  # "the k most prolific authors wrote x % of the tweets"
 
 
 # --- the figures ------------------------------------------------------------------------------------
@@ -85,6 +101,7 @@ def compute_stats(
     if tokenizer is None:
         log.warning("tokens not decoded: %s", tokenizer_source)
     rows = acc.rows
+    removed = read_removed(shard_dir, manifest, EXAMPLES_PER_REASON, NEAR_PAIRS_SHOWN)
     stats: dict[str, Any] = {
         "shard_dir": shard_dir,
         "run_fingerprint": manifest.run_fingerprint,
@@ -99,7 +116,14 @@ def compute_stats(
         "languages": _most_common(acc.values["lang"]),
         "twitter_languages": _most_common(acc.values["twitter_lang"]),
         "source_formats": _most_common(acc.values["source_format"]),
-        "inputs": _inputs(manifest, acc.values["source_file"]),
+        "inputs": _inputs(manifest, acc.values["source_file"], removed.by_file),
+        "inputs_accounting": _inputs_accounting(manifest, acc.values["source_file"], removed),
+        "tokens_per_language": _most_common(acc.lang_tokens),
+        "chars_per_tweet": length_summary(acc.chars) | {"cap": CHARS_CAP},
+        "language_confidence": confidence_summary(acc.lang_scores, manifest),
+        "authors": author_summary(acc.authors, rows, acc.flags["author_known"], manifest, top),
+        "clean": clean_summary(manifest),
+        "removed": removed_summary(manifest, removed),
         "tweets_per_month": {_month_name(m): n for m, n in sorted(acc.months.items())},
         "time": {
             "first": _iso(acc.first_ms),
@@ -237,19 +261,36 @@ def dedup_summary(manifest: Manifest) -> dict[str, Any]:
     }
 
 
-def _inputs(manifest: Manifest, kept_by_file: Counter) -> list[dict[str, Any]]:
-    """The manifest's per-file records with the tweets each file still has in the shards."""
+def _inputs(
+    manifest: Manifest, kept_by_file: Counter, dropped_by_file: Counter | None
+) -> list[dict[str, Any]]:
+    """Per input file: the manifest's records, parse drops (records that are not tweets: delete
+    notices, API errors...) and dead letters; the tweets it still has in the shards (``kept``, from
+    their ``source_file``); ``dropped_later``, its tweets that a stage after parsing removed
+    (tweets - kept: exact); and those by stage and reason when the run wrote every dropped tweet
+    (``--write-dropped``; else None: the sample per reason says nothing per file)."""
+    later: dict[str, Counter] = {}
+    for (name, stage, reason), n in (dropped_by_file or {}).items():
+        later.setdefault(name, Counter())[f"{stage}: {reason}"] += n
     files = []
     for item in manifest.inputs:
+        name = item.get("file")
+        parse_dropped = {k: v for k, v in (item.get("dropped") or {}).items() if v}
+        tweets, kept = item.get("tweets", 0), kept_by_file.get(name, 0)
         files.append(
             {
-                "file": item.get("file"),
+                "file": name,
                 "format": item.get("format") or ("skipped" if item.get("skipped") else None),
                 "records": item.get("records", 0),
-                "tweets": item.get("tweets", 0),
-                "dropped": sum((item.get("dropped") or {}).values()),
                 "errors": item.get("errors", 0),
-                "kept": kept_by_file.get(item.get("file"), 0),
+                "parse_dropped": sum(parse_dropped.values()),
+                "parse_dropped_by_reason": parse_dropped,
+                "tweets": tweets,
+                "dropped_later": tweets - kept if tweets >= kept else None,
+                "dropped_later_by_reason": None
+                if dropped_by_file is None
+                else _most_common(later.get(name, Counter())),
+                "kept": kept,
             }
         )
     listed = {f["file"] for f in files}
@@ -260,13 +301,31 @@ def _inputs(manifest: Manifest, kept_by_file: Counter) -> list[dict[str, Any]]:
                     "file": name,
                     "format": None,
                     "records": 0,
-                    "tweets": 0,
-                    "dropped": 0,
                     "errors": 0,
+                    "parse_dropped": 0,
+                    "parse_dropped_by_reason": {},
+                    "tweets": 0,
+                    "dropped_later": None,
+                    "dropped_later_by_reason": None,
                     "kept": n,
                 }
             )
     return files
+
+
+def _inputs_accounting(manifest: Manifest, kept_by_file: Counter, removed: Removed) -> dict[str, Any]:
+    """Whether the per-file figures add up to the run's: the files' tweets minus what the shards
+    kept of them against the drops of the stages after parsing."""
+    tweets = sum(item.get("tweets", 0) for item in manifest.inputs)
+    after = manifest.dropped_after_source if manifest.pipeline else None
+    return {
+        "tweets": tweets,
+        "kept": sum(kept_by_file.values()),
+        "dropped_later": tweets - sum(kept_by_file.values()),
+        "stages_dropped_later": after,
+        "agree": after is None or tweets - sum(kept_by_file.values()) == after,
+        "by_reason_from": removed.source if removed.by_file is not None else None,
+    }
 
 
 def _hashtags(counter: HashtagCounter, counted: bool, top: int) -> dict[str, Any]:
@@ -351,4 +410,130 @@ def vocabulary_summary(acc: Accumulator, manifest: Manifest, tokenizer: Any, top
         ]
         if total
         else [],
+    }
+
+
+def confidence_summary(scores: np.ndarray, manifest: Manifest) -> dict[str, Any]:
+    """The histogram of ``lang_score`` in bins of 1 / SCORE_BINS, and the run's confidence threshold."""
+    config = manifest.config.get("stages", {}).get("language") or manifest.config.get("filter") or {}
+    threshold = config.get("min_lang_confidence")
+    below = None
+    if isinstance(threshold, (int, float)):
+        below = int(scores[: math.floor(round(threshold * SCORE_BINS, 6))].sum())
+    return {
+        "bin_width": 1 / SCORE_BINS,
+        "histogram": [int(n) for n in scores],
+        "threshold": threshold,
+        "below_threshold": below,
+    }
+
+
+def author_summary(
+    authors: AuthorCounter, rows: int, known: int, manifest: Manifest, top: int
+) -> dict[str, Any]:
+    """How concentrated the tweets are on their authors: the share the most prolific wrote."""
+    cap = manifest.stages.get("author_cap") if isinstance(manifest.stages, dict) else None
+    summary: dict[str, Any] = {
+        "known": known,
+        "unknown": rows - known,
+        "distinct": None,
+        "distinct_at_least": None,
+        "approximate": authors.pruned,
+        "top_share": {},
+        "top": [],
+        "author_cap": cap if isinstance(cap, dict) else None,
+    }
+    if not known:
+        return summary
+    counts = authors.sorted_counts()
+    cumulative = np.cumsum(counts)
+    if authors.pruned:
+        summary["distinct_at_least"] = authors.distinct_seen
+    else:
+        summary["distinct"] = len(counts)
+    shown = [k for k in TOP_AUTHOR_COUNTS if k <= len(counts)]
+    summary["top_share"] = {str(k): round(float(cumulative[k - 1]) / known, 5) for k in shown}
+    summary["top"] = [[a, n] for a, n in authors.top(top)]
+    return summary
+
+
+def clean_summary(manifest: Manifest) -> dict[str, Any] | None:
+    """What the clean stage changed (the manifest's ``stages["clean"]``), each step with what it
+    did under this run's options; None for runs that did not record it."""
+    counts = manifest.stages.get("clean") if isinstance(manifest.stages, dict) else None
+    if not isinstance(counts, dict):
+        return None
+    config = manifest.config.get("clean", {})
+    what = {
+        "html": "HTML entities unescaped (&amp; → &)",
+        "ftfy": "mojibake repaired (ftfy)" if config.get("fix_mojibake", True) else None,
+        "invisible": "invisible characters removed",
+        "reply_prefix": "reply prefix (leading @mentions) removed"
+        if config.get("strip_reply_prefix", True)
+        else None,
+        "whitespace": "whitespace collapsed",
+        "empty": "empty after cleaning",
+    }
+    nouns = {"urls": "URLs", "emails": "e-mail addresses", "mentions": "@mentions", "phones": "phone numbers"}
+    for kind, noun in nouns.items():
+        mode = config.get(kind, "placeholder")
+        if mode == "remove":
+            what[kind] = f"{noun} removed"
+        elif mode != "keep":
+            what[kind] = f"{noun} replaced by {config.get(kind[:-1] + '_placeholder', '?')}"
+    steps = [
+        {"step": name, "what": what[name], "texts": int(counts.get(name, 0))}
+        for name in CLEAN_STEPS
+        if what.get(name)
+    ]
+    return {"texts": int(counts.get("texts", 0)), "changed": int(counts.get("changed", 0)), "steps": steps}
+
+
+def _shown_text(text: str | None) -> str:
+    text = text or ""
+    return text if len(text) <= TEXT_SHOWN else text[: TEXT_SHOWN - 1] + "…"
+
+
+def removed_summary(manifest: Manifest, removed: Removed) -> dict[str, Any]:
+    """Every drop reason that removed something, in funnel order, with examples of what it removed;
+    and the first pairs of the near-duplicate sample (removed beside the tweet kept)."""
+    sources = {s.name for s in manifest.pipeline if s.kind == "source"} or {"parse"}
+    reasons = []
+    for stage, reason, n in stage_drops(manifest):
+        if not n:
+            continue
+        examples = removed.examples.get((stage, reason), [])
+        reasons.append(
+            {
+                "stage": stage,
+                "reason": reason,
+                "count": n,
+                "tweets": stage not in sources,  # parse drops are records, not tweets: no examples
+                "examples": [
+                    {
+                        "id": r.get("id"),
+                        "text": _shown_text(r.get("text")),
+                        "chars": len(r.get("text") or ""),
+                        "source_file": r.get("source_file"),
+                        "lang": r.get("lang"),
+                    }
+                    for r in examples
+                ],
+            }
+        )
+    pairs = [
+        {
+            "removed_id": p.get("removed_id"),
+            "removed_text": _shown_text(p.get("removed_text")),
+            "kept_id": p.get("kept_id"),
+            "kept_text": _shown_text(p.get("kept_text")),
+            "similarity": p.get("similarity"),
+        }
+        for p in removed.near_pairs
+    ]
+    return {
+        "source": removed.source,
+        "per_reason": EXAMPLES_PER_REASON,
+        "reasons": reasons,
+        "near_duplicates": {"sampled": removed.near_sampled, "shown": pairs},
     }

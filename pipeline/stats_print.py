@@ -25,7 +25,11 @@ def count_text(value: int) -> str:
 
 
 def share_text(n: int, total: int) -> str:
-    return f"{100 * n / total:.1f} %" if total else "-"
+    """A share with one decimal that never reads 0.0 % for something that is there."""
+    if not total:
+        return "-"
+    share = 100 * n / total
+    return "<0.1 %" if 0 < share < 0.05 else f"{share:.1f} %"
 
 
 def size_text(n_bytes: int) -> str:
@@ -61,7 +65,7 @@ def _counts_table(
     return table
 
 
-def _common_dir(paths: list[str]) -> str:
+def common_dir(paths: list[str]) -> str:
     """The directory all ``paths`` share (with its trailing slash), or ''."""
     if len(paths) < 2:
         return paths[0].rpartition("/")[0] + "/" if paths and "/" in paths[0] else ""
@@ -102,6 +106,7 @@ def print_stats(console: Console, stats: dict[str, Any], top: int = 10) -> None:
         ),
         ("tokens/tweet", f"mean {tpt['mean']:.1f}, sd {tpt['std']:.1f}, min {tpt['min']}, max {tpt['max']}"),
         ("tokens/tweet p10 p50 p90 p99", f"{tpt['p10']} · {tpt['p50']} · {tpt['p90']} · {tpt['p99']}"),
+        ("characters/tweet p10 p50 p90 p99", _percentiles(stats.get("chars_per_tweet"))),
         ("time span", f"{months[0]} … {months[-1]} ({len(months)} months with tweets)" if months else "-"),
         (
             "tweets without date",
@@ -111,6 +116,7 @@ def print_stats(console: Console, stats: dict[str, Any], top: int = 10) -> None:
             "replies / quotes",
             f"{share_text(flags['is_reply'], rows)} / {share_text(flags['is_quote'], rows)}",
         ),
+        ("authors", _authors_text(stats.get("authors"), rows)),
         ("shards agree with manifest", "yes" if stats["matches_manifest"] else "[red]NO[/red]"),
     ):
         overview.add_row(label, value)
@@ -131,33 +137,22 @@ def print_stats(console: Console, stats: dict[str, Any], top: int = 10) -> None:
         )
     elif not dedup["near_duplicate"]:
         line += " (no near-dedup stage in this run)"
-    console.print(line + "\n")
+    console.print(line)
+    for extra in (clean_line(stats.get("clean")), _confidence_line(stats.get("language_confidence"), rows)):
+        if extra:
+            console.print(extra)
+    console.print()
 
-    console.print(
-        Columns(
-            [
-                _counts_table("Languages (detected)", stats["languages"], rows, top, "lang"),
-                _counts_table("Languages (Twitter's tag)", stats["twitter_languages"], rows, top, "lang"),
-                _counts_table("Source formats", stats["source_formats"], rows, top, "format"),
-            ]
-        )
-    )
-
-    shown = stats["inputs"][: max(top, 20)]
-    prefix = _common_dir([str(f["file"]) for f in shown])
-    files = Table(title=f"Input files{f' (in {safe(prefix)})' if prefix else ''}", title_justify="left")
-    for col in ("file", "format", "records", "tweets", "dropped", "errors", "kept"):
-        files.add_column(col, justify="left" if col in ("file", "format") else "right")
-    files.columns[0].overflow = "fold"
-    for f in shown:
-        files.add_row(
-            safe(str(f["file"])[len(prefix) :]),
-            safe(f["format"] or "?"),
-            *(count_text(f[k]) for k in ("records", "tweets", "dropped", "errors", "kept")),
-        )
-    if len(stats["inputs"]) > len(shown):
-        files.add_row(f"({len(stats['inputs']) - len(shown)} more files)", "", "", "", "", "", "")
-    console.print(files)
+    tables = [
+        _counts_table("Languages (detected)", stats["languages"], rows, top, "lang"),
+        _counts_table("Languages (Twitter's tag)", stats["twitter_languages"], rows, top, "lang"),
+    ]
+    if "tokens_per_language" in stats:
+        per_language = stats["tokens_per_language"]
+        tables.append(_counts_table("Tokens per language", per_language, tokens, top, "lang", "tokens"))
+    tables.append(_counts_table("Source formats", stats["source_formats"], rows, top, "format"))
+    console.print(Columns(tables))
+    console.print(_files_table(stats["inputs"], top))
 
     years: Counter = Counter()
     for month, n in stats["tweets_per_month"].items():
@@ -201,6 +196,75 @@ def print_stats(console: Console, stats: dict[str, Any], top: int = 10) -> None:
     console.print(toks)
     if stats["tokenizer"]["decoded_with"] is None:
         console.print(f"tokens not decoded: {safe(stats['tokenizer']['not_decoded_because'])}")
+
+
+def _percentiles(summary: dict[str, Any] | None) -> str:
+    if not summary:
+        return "-"
+    return (
+        f"{summary['p10']} · {summary['p50']} · {summary['p90']} · {summary['p99']} (max {summary['max']:,})"
+    )
+
+
+def _authors_text(authors: dict[str, Any] | None, rows: int) -> str:
+    if not authors or not authors["known"]:
+        return "unknown (no tweet has an author id)"
+    distinct = (
+        f"{authors['distinct']:,}"
+        if authors["distinct"] is not None
+        else f">= {authors['distinct_at_least']:,}"
+    )
+    shares = ", ".join(
+        f"top {k} {'>= ' if authors['approximate'] else ''}{100 * v:.1f} %"
+        for k, v in authors["top_share"].items()
+    )
+    return f"{distinct} ({share_text(authors['known'], rows)} of tweets have an author id); {shares}"
+
+
+def clean_line(clean: dict[str, Any] | None) -> str:
+    if not clean or not clean["texts"]:
+        return ""
+    steps = sorted((s for s in clean["steps"] if s["texts"]), key=lambda s: -s["texts"])
+    return (
+        f"clean: changed {clean['changed']:,} of {clean['texts']:,} texts "
+        f"({share_text(clean['changed'], clean['texts'])})"
+        + "".join(f"; {safe(s['what'])} {s['texts']:,}" for s in steps)
+    )
+
+
+def _confidence_line(confidence: dict[str, Any] | None, rows: int) -> str:
+    if not confidence or confidence.get("below_threshold") is None:
+        return ""
+    below = confidence["below_threshold"]
+    return (
+        f"language confidence: {below:,} tweets ({share_text(below, rows)}) below "
+        f"--min-lang-confidence {confidence['threshold']:g} (detected as 'und')"
+    )
+
+
+def _files_table(inputs: list[dict[str, Any]], top: int) -> Table:
+    """Per input file: records, errors, records that are not tweets, tweets, dropped later, kept."""
+    shown = inputs[: max(top, 20)]
+    prefix = common_dir([str(f["file"]) for f in shown])
+    files = Table(title=f"Input files{f' (in {safe(prefix)})' if prefix else ''}", title_justify="left")
+    columns = ("file", "format", "records", "errors", "not tweets", "tweets", "dropped later", "kept")
+    for col in columns:
+        files.add_column(col, justify="left" if col in ("file", "format") else "right")
+    files.columns[0].overflow = "fold"
+    for f in shown:
+        later = f.get("dropped_later")
+        files.add_row(
+            safe(str(f["file"])[len(prefix) :]),
+            safe(f["format"] or "?"),
+            *(count_text(f[k]) for k in ("records", "errors", "parse_dropped", "tweets")),
+            "?" if later is None else count_text(later),
+            count_text(f["kept"]),
+        )
+    if len(inputs) > len(shown):
+        files.add_row(f"({len(inputs) - len(shown)} more files)", *[""] * (len(columns) - 1))
+    files.caption = "not tweets: dropped while parsing (notices, API errors); dropped later = tweets - kept"
+    files.caption_justify = "left"
+    return files
 
 
 def funnel_table(funnel_stats: dict[str, Any], title: str = "Funnel: where every input record went") -> Table:

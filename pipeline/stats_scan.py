@@ -17,6 +17,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,15 +25,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from numpy.lib.stride_tricks import sliding_window_view
-from tweetmill.pipeline.shard_io import open_shard
+from tweetmill.pipeline.shard_io import open_file, open_shard
 from tweetmill.schemas.manifest import Manifest
 from tweetmill.schemas.shard import check_shard_schema
-from tweetmill.schemas.shard_dir import list_layout
+from tweetmill.schemas.shard_dir import DROPPED_SAMPLE_NAME, NEAR_DUP_SAMPLE_NAME, list_layout
+from tweetmill.transforms.stage import sample_key
 from tweetmill.transforms.twitter_text import HASHTAG
 
 log = logging.getLogger(__name__)
 
 HASHTAG_CAP = 100_000  # distinct hashtags kept; beyond 2x this the rarest are pruned (counts approximate)
+AUTHOR_CAP = 100_000  # distinct authors kept; beyond 2x this the rarest are pruned (counts lower bounds)
+AUTHOR_MERGE_EVERY = 1 << 20  # pending author ids before they are merged (the merge: ~50 B each)
+SCORE_BINS = 100  # lang_score histogram: bins of 0.01 over [0, 1] (1.0 falls in the last)
+CHARS_CAP = 1 << 16  # characters per tweet: longer texts count in this last bin
 VALUE_COLUMNS = ("lang", "twitter_lang", "source_format", "source_file")
 FLAG_COLUMNS = ("is_reply", "is_quote", "is_retweet", "id_derived")
 
@@ -266,6 +272,109 @@ class HashtagCounter:
         return Counter(dict(tags))
 
 
+# --- authors ----------------------------------------------------------------------------------------
+
+
+class AuthorCounter:
+    """Tweets per ``author_id``, bounded in memory like ``HashtagCounter``.
+
+    Each batch's ids are copied (no view keeps a memory-mapped shard alive); every
+    ``AUTHOR_MERGE_EVERY`` ids they are sorted, counted and merged into the running counts, kept
+    sorted by id (a sort is cheaper than hashing when nearly every author is new, as in a sample
+    stream). Past ``2 * cap`` distinct authors only the ``cap`` most prolific are kept: from then
+    on the counts are lower bounds (``pruned``) and ``distinct_seen`` is a lower bound of the
+    distinct authors.
+    """
+
+    def __init__(self, cap: int = AUTHOR_CAP) -> None:
+        self.cap = cap
+        self.pruned = False
+        self.distinct_seen = 0  # the most distinct authors held at once (exact while not pruned)
+        self.ids = np.zeros(0, dtype=np.int64)  # sorted
+        self.counts = np.zeros(0, dtype=np.int64)
+        self._pending: list[np.ndarray] = []
+        self._pending_len = 0
+
+    def add(self, author_id: pa.Array) -> None:
+        if author_id.null_count == len(author_id):
+            return
+        ids = (author_id.drop_null() if author_id.null_count else author_id).to_numpy()
+        self._pending.append(ids.copy())  # a copy: no view keeps a memory-mapped shard alive
+        self._pending_len += len(ids)
+        if self._pending_len > AUTHOR_MERGE_EVERY:
+            self.merge()
+
+    def merge(self, *others: AuthorCounter) -> None:
+        """Fold in ``others`` (other threads) and the pending ids."""
+        runs = []
+        if self._pending:
+            ids = np.concatenate(self._pending)
+            ids.sort()
+            starts = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
+            runs.append((ids[starts], np.diff(np.append(starts, len(ids)))))
+            self._pending, self._pending_len = [], 0
+        for other in others:
+            other.merge()
+            runs.append((other.ids, other.counts))
+            self.pruned |= other.pruned
+            self.distinct_seen = max(self.distinct_seen, other.distinct_seen)
+        if not runs:
+            return
+        for ids, counts in runs:
+            self.ids, self.counts = _merge_sorted_counts(self.ids, self.counts, ids, counts)
+        self.distinct_seen = max(self.distinct_seen, len(self.ids))
+        if len(self.ids) > 2 * self.cap:
+            keep = np.sort(np.argpartition(-self.counts, self.cap)[: self.cap])
+            self.ids, self.counts = self.ids[keep], self.counts[keep]
+            self.pruned = True
+
+    def top(self, k: int) -> list[tuple[int, int]]:
+        """The ``k`` most prolific authors with their tweets (ties: smaller id first)."""
+        self.merge()
+        order = np.lexsort((self.ids, -self.counts))[:k]
+        return list(zip(self.ids[order].tolist(), self.counts[order].tolist(), strict=True))
+
+    def sorted_counts(self) -> np.ndarray:
+        """Every author's tweets, largest first."""
+        self.merge()
+        return np.sort(self.counts)[::-1]
+
+
+def _merge_sorted_counts(
+    a_ids: np.ndarray, a_counts: np.ndarray, b_ids: np.ndarray, b_counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two (sorted unique ids, counts) as one: the smaller looked up in the larger, no full sort."""
+    if len(a_ids) > len(b_ids):
+        a_ids, a_counts, b_ids, b_counts = b_ids, b_counts, a_ids, a_counts
+    if not len(a_ids):
+        return b_ids, b_counts
+    at = np.searchsorted(b_ids, a_ids)
+    found = at < len(b_ids)
+    found[found] = b_ids[at[found]] == a_ids[found]
+    counts = b_counts.copy()
+    counts[at[found]] += a_counts[found]  # ``at`` is unique where found: a's ids are
+    new = ~found
+    return np.insert(b_ids, at[new], a_ids[new]), np.insert(counts, at[new], a_counts[new])
+
+
+def _add_histogram(histogram: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``histogram`` (grown when needed) plus the counts of the non-negative ints ``values``."""
+    counts = np.bincount(values)
+    if len(counts) > len(histogram):
+        grown = np.zeros(max(len(counts), 2 * len(histogram)), dtype=np.int64)
+        grown[: len(histogram)] = histogram
+        histogram = grown
+    histogram[: len(counts)] += counts
+    return histogram
+
+
+def _merge_histograms(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if len(b) > len(a):
+        a, b = b, a
+    a[: len(b)] += b
+    return a
+
+
 # --- the accumulator --------------------------------------------------------------------------------
 
 
@@ -292,6 +401,10 @@ class Accumulator:
         self.flags: Counter = Counter()
         self.hashtags = HashtagCounter()
         self.domains: Counter = Counter()
+        self.lang_tokens: Counter = Counter()  # detected language -> tokens
+        self.lang_scores = np.zeros(SCORE_BINS, dtype=np.int64)
+        self.chars = np.zeros(512, dtype=np.int64)  # tweets by characters of text; grows to the longest
+        self.authors = AuthorCounter()
 
     def add(self, batch: pa.RecordBatch) -> tuple[int, int]:
         """Fold one record batch in; returns its (rows, tokens)."""
@@ -305,12 +418,17 @@ class Accumulator:
         self.rows += n
         self.tokens += n_tokens
         for column, counter in self.values.items():
-            _add_value_counts(counter, batch.column(column))
+            if column != "lang":
+                _add_value_counts(counter, batch.column(column))
         self._add_months(batch.column("created_at"))
         for flag in FLAG_COLUMNS:
             self.flags[flag] += batch.column(flag).true_count
         self.flags["author_known"] += n - batch.column("author_id").null_count
+        self.authors.add(batch.column("author_id"))
+        self._add_lang_tokens(batch.column("lang"), np.diff(offsets))
+        self._add_scores(batch.column("lang_score"))
         text = batch.column("text")
+        self.chars = _add_histogram(self.chars, np.minimum(pc.utf8_length(text).to_numpy(), CHARS_CAP))
         if self.count_hashtags:
             self.hashtags.add(*string_layout(text))
         if self.count_domains:
@@ -335,15 +453,37 @@ class Accumulator:
             self.first_ms, self.last_ms = min(firsts, default=None), max(lasts, default=None)
             self.flags.update(other.flags)
             self.domains.update(other.domains)
+            self.lang_tokens.update(other.lang_tokens)
+            self.lang_scores += other.lang_scores
+            self.chars = _merge_histograms(self.chars, other.chars)
         self.hashtags.merge(*(o.hashtags for o in others))
+        self.authors.merge(*(o.authors for o in others))
 
     def _add_lengths(self, lengths: np.ndarray) -> None:
-        counts = np.bincount(lengths)
-        if len(counts) > len(self.lengths):
-            grown = np.zeros(max(len(counts), 2 * len(self.lengths)), dtype=np.int64)
-            grown[: len(self.lengths)] = self.lengths
-            self.lengths = grown
-        self.lengths[: len(counts)] += counts
+        self.lengths = _add_histogram(self.lengths, lengths)
+
+    def _add_lang_tokens(self, lang: pa.Array, lengths: np.ndarray) -> None:
+        """Tweets and tokens per detected language, from one dictionary encoding."""
+        if lang.null_count:  # not in a valid shard (lang is not nullable): count, no tokens
+            _add_value_counts(self.values["lang"], lang)
+            return
+        encoded = pc.dictionary_encode(lang)
+        indices, keys = encoded.indices.to_numpy(), encoded.dictionary.to_pylist()
+        tweets = np.bincount(indices, minlength=len(keys))
+        tokens = np.bincount(indices, weights=lengths, minlength=len(keys))
+        for key, n, t in zip(keys, tweets.tolist(), tokens.tolist(), strict=True):
+            self.values["lang"][key] += n
+            self.lang_tokens[key] += int(t)
+
+    def _add_scores(self, scores: pa.Array) -> None:
+        # floor(score * 100) of the float32 score taken exactly (as float64), 1.0 in the last bin;
+        # a NaN (never written) casts to a huge negative: bin 0
+        values = scores.to_numpy(zero_copy_only=False).astype(np.float64)
+        values *= SCORE_BINS
+        with np.errstate(invalid="ignore"):
+            bins = values.astype(np.int64)
+        np.clip(bins, 0, SCORE_BINS - 1, out=bins)
+        self.lang_scores += np.bincount(bins, minlength=SCORE_BINS)
 
     def _add_tokens(self, values: np.ndarray) -> None:
         if not len(values):
@@ -470,3 +610,84 @@ def _bounded_map(pool: ThreadPoolExecutor, fn: Any, items: Iterator[Any], in_fli
             yield pending.popleft().result()
     while pending:
         yield pending.popleft().result()
+
+
+# --- the audit files: what the stages removed --------------------------------------------------------
+
+try:
+    from orjson import loads as _json_loads
+except ImportError:  # pragma: no cover - orjson is a dependency; json is the fallback
+    from json import loads as _json_loads
+
+
+class _Id:
+    """Just what ``sample_key`` reads of a tweet."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, tweet_id: int) -> None:
+        self.id = tweet_id
+
+
+def _jsonl(path: str) -> Iterator[dict[str, Any]]:
+    """The records of a JSON-lines file on any Beam filesystem, streamed line by line."""
+    with open_file(path) as f:
+        for line in f:
+            if line.strip():
+                yield _json_loads(line)
+
+
+@dataclass
+class Removed:
+    """What the stages after parsing removed, as the run's audit files tell it (``read_removed``)."""
+
+    source: str | None = None  # "dropped/" (--write-dropped), DROPPED_SAMPLE_NAME, or None
+    # (stage, reason) -> at most ``per_reason`` dropped tweets: those with the smallest ``sample_key``
+    # (the audit sample's own order: dropped.sample.jsonl and dropped/ give the same ones), in order
+    examples: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    # (source_file, stage, reason) -> dropped tweets: only from dropped/ (every one), else None
+    by_file: Counter | None = None
+    near_pairs: list[dict[str, Any]] = field(default_factory=list)  # the first of the near-dup sample
+    near_sampled: int = 0  # pairs in near_duplicates.sample.jsonl
+
+
+def read_removed(shard_dir: str, manifest: Manifest, per_reason: int, pairs: int) -> Removed:
+    """Examples per drop reason and per-file drop counts from ``dropped/`` (every dropped tweet,
+    ``--write-dropped``) or else ``dropped.sample.jsonl``; the first ``pairs`` near-duplicate pairs."""
+    ranked: dict[tuple[str, str], list[tuple[int, dict[str, Any]]]] = {}
+    by_file: Counter | None = None
+    source = None
+    if manifest.dropped_files:
+        source, by_file = "dropped/", Counter()
+        paths = [FileSystems.join(shard_dir, *name.split("/")) for name in manifest.dropped_files]
+    elif DROPPED_SAMPLE_NAME in manifest.side_files:
+        source, paths = DROPPED_SAMPLE_NAME, [FileSystems.join(shard_dir, DROPPED_SAMPLE_NAME)]
+    else:
+        paths = []
+    try:
+        for path in paths:
+            for record in _jsonl(path):
+                key = (record["stage"], record["reason"])
+                if by_file is not None:
+                    by_file[(record["source_file"], *key)] += 1
+                best = ranked.setdefault(key, [])
+                best.append((sample_key(_Id(record["id"])), record))
+                if len(best) > 4 * per_reason:  # keep the list short: the smallest ``per_reason`` survive
+                    best.sort(key=lambda kr: kr[0])
+                    del best[per_reason:]
+    except (OSError, ValueError, KeyError) as exc:  # a file listed but gone or broken: no partial figures
+        log.warning("dropped tweets not read (%s): %s", source, exc)
+        source, by_file, ranked = None, None, {}
+    examples = {k: [r for _, r in sorted(v, key=lambda kr: kr[0])[:per_reason]] for k, v in ranked.items()}
+    near_pairs: list[dict[str, Any]] = []
+    near_sampled = 0
+    if NEAR_DUP_SAMPLE_NAME in manifest.side_files:
+        try:
+            for record in _jsonl(FileSystems.join(shard_dir, NEAR_DUP_SAMPLE_NAME)):
+                near_sampled += 1
+                if len(near_pairs) < pairs:
+                    near_pairs.append(record)
+        except (OSError, ValueError) as exc:
+            log.warning("%s not read: %s", NEAR_DUP_SAMPLE_NAME, exc)
+            near_pairs, near_sampled = [], 0
+    return Removed(source, examples, by_file, near_pairs, near_sampled)

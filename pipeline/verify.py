@@ -5,8 +5,9 @@ with the tweetmill schema (``check_shard_schema``), its schema metadata names th
 fingerprint, tokenizer, vocabulary, EOS id and its own place in the set, and its rows and tokens are
 the manifest's (tokens counted from the list offsets, checked against ``num_tokens``; every id inside
 the vocabulary, every tweet ending with EOS, ids ascending). Per directory: no shard or dead-letter
-file the manifest does not list, ``tokenizer.json`` is the run's, the accounting balances (also
-per input file), no ``_tmp-*`` directory of an unfinished run is left.
+file the manifest does not list (nothing in ``data/`` but the listed shards), ``tokenizer.json`` is
+the run's, the accounting balances (also per input file), no ``_tmp-*`` directory of an unfinished
+run is left.
 
 Every problem is collected (not just the first), so one run says everything that is wrong. Reads go
 through Beam's FileSystems (local files are memory-mapped for parsing), batch by batch: memory does
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import posixpath
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -29,18 +31,20 @@ from rich.table import Table
 from tweetmill.pipeline.shard_io import open_file, open_shard, read_bytes
 from tweetmill.pipeline.terminal import safe
 from tweetmill.schemas.manifest import MANIFEST_NAME, Manifest, ShardEntry
-from tweetmill.schemas.shard import META_RUN_FINGERPRINT, check_shard_schema, shard_file_name
+from tweetmill.schemas.shard import META_RUN_FINGERPRINT, check_shard_schema
 from tweetmill.schemas.shard_dir import (
     DROPPED_GLOB,
     ERRORS_GLOB,
-    SHARD_GLOB,
+    SHARD_LISTING_GLOBS,
     TOKENIZER_NAME,
     ShardDirError,
     check_shard_format,
     list_layout,
     metadata_mismatches,
     parse_manifest,
+    shard_paths_problem,
     tokenizer_matches,
+    unlisted_shard_files,
 )
 from tweetmill.transforms.write import temp_dirs
 
@@ -211,13 +215,12 @@ def verify(shard_dir: str) -> VerifyReport:
         report.shards.append(check)
         log.info("%s: %s", entry.file, "ok" if check.ok else "; ".join(check.problems))
 
-    listed = [s.file for s in manifest.shards]
-    n = len(listed)
-    if sorted(listed) != [shard_file_name(i, n) for i in range(n)]:
-        report.problems.append(f"the manifest's shard files are not exactly {shard_file_name(0, n)} … of {n}")
-    for name in _listed(shard_dir, SHARD_GLOB):
-        if name not in listed:
-            report.problems.append(f"{name}: shard file not in the manifest (from another run?)")
+    problem = shard_paths_problem([s.file for s in manifest.shards])
+    if problem:
+        report.problems.append(problem)
+    found = [name for pattern in SHARD_LISTING_GLOBS for name in _listed(shard_dir, pattern)]
+    for name in unlisted_shard_files(manifest, found):
+        report.problems.append(f"{name}: shard file not in the manifest (from another run?)")
     _check_directory(report, shard_dir, manifest, doc)
     _check_temp_dirs(report, shard_dir)
     return report
@@ -327,7 +330,10 @@ def print_report(console: Console, report: VerifyReport) -> None:
     messages escaped (``terminal.safe``), since they come from the directory's files."""
 
     table = Table(title=f"verify {safe(report.shard_dir)}", title_justify="left")
-    table.add_column("shard")
+    # Shards by name, their folder (data/, or none in the earlier layout) in the header: 80 columns fit.
+    folders = {posixpath.dirname(s.file) for s in report.shards}
+    folder = folders.pop() if len(folders) == 1 else ""
+    table.add_column(f"shard ({safe(folder)}/)" if folder else "shard")
     table.add_column("rows", justify="right")
     table.add_column("tokens", justify="right")
     table.add_column("size", justify="right")
@@ -335,7 +341,7 @@ def print_report(console: Console, report: VerifyReport) -> None:
     table.add_column("result")
     for s in report.shards:
         table.add_row(
-            safe(s.file),
+            safe(posixpath.relpath(s.file, folder) if folder else s.file),
             "-" if s.rows is None else f"{s.rows:,}",
             "-" if s.tokens is None else f"{s.tokens:,}",
             "-" if s.bytes is None else f"{s.bytes:,} B",

@@ -6,6 +6,11 @@ accounting of every input record: ``read = kept + sum(dropped.values()) + errors
 
 Format version 2 added ``pipeline``: the stages that ran, in order, each with every drop reason it
 declares and how many records it dropped for each. Version 1 manifests (no ``pipeline``) still read.
+
+Format version 3 moved the shards into their own folder: a shard's ``file`` is its path relative to
+the directory, ``data/shard-00000-of-00004.arrow`` (``schemas/shard_dir.py``). Versions 1 and 2 list
+them at the top level (``shard-00000-of-00004.arrow``); readers join whatever path is listed, so
+both layouts read.
 """
 
 from __future__ import annotations
@@ -16,13 +21,13 @@ from typing import Any
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "tweetmill.manifest"
-MANIFEST_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+MANIFEST_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 
 @dataclass
 class ShardEntry:
-    file: str  # file name relative to the output directory
+    file: str  # path relative to the output directory, '/'-separated (v3: data/shard-...; v1, v2: shard-...)
     rows: int
     tokens: int
     bytes: int

@@ -1,9 +1,10 @@
 """The Arrow schema of a training shard, and the metadata a trainer needs to trust it.
 
-A shard is an Arrow IPC *file* (``shard-00000-of-00004.arrow``), readable zero-copy with
-``pyarrow.memory_map``. Rows are tweets sorted by ``id``; ``tokens`` holds the token ids with the
-EOS id appended. Schema-level metadata carries the format version and the tokenizer's identity so a
-reader can refuse shards that disagree with each other or with the manifest.
+A shard is an Arrow IPC *file* (``shard-00000-of-00004.arrow``, in the directory's ``data/`` folder:
+``schemas/shard_dir.py``), uncompressed, readable zero-copy with ``pyarrow.memory_map``. Rows are
+tweets sorted by ``id``; ``tokens`` holds the token ids with the EOS id appended. Schema-level
+metadata carries the format version and the tokenizer's identity so a reader can refuse shards that
+disagree with each other or with the manifest.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ def shard_schema(
 
 
 def shard_file_name(index: int, num_shards: int) -> str:
+    """The shard's file name; its path in a shard directory is ``shard_dir.shard_path``."""
     return f"{SHARD_PREFIX}{index:05d}-of-{num_shards:05d}{SHARD_SUFFIX}"
 
 

@@ -8,19 +8,28 @@ caller passes the function that reads or opens a path (the pipeline's go through
 A finished directory holds::
 
     manifest.json                         written last: the run is complete when it exists
-    shard-00000-of-00004.arrow ...        the training shards (schemas/shard.py)
+    data/shard-00000-of-00004.arrow ...   the training shards (schemas/shard.py), and nothing else
     tokenizer.json                        the run's tokenizer, so the shards decode on their own
     errors/errors-00000-of-00016.jsonl    dead letters, when there were any
     near_duplicates.sample.jsonl ...      samples for inspection (``Manifest.side_files``)
     dropped/dropped-00000-of-....jsonl    every dropped tweet, with ``--write-dropped``
 
 and, while a run writes (or after one crashed), ``_tmp-<fingerprint>/``.
+
+``data/`` holds the shards alone so that other tools read it as one dataset with no glob
+(docs/reading-shards.md): ``pyarrow.dataset.dataset("out/data", format="ipc")``,
+``polars.scan_ipc("out/data")`` (which refuses a folder of mixed file extensions, even hidden ones),
+``datasets.load_dataset("arrow", data_dir="out/data")`` (``data_dir="out"`` also finds them, by the
+Hub's ``data/<split>-NNNNN-of-NNNNN`` naming, as split "shard"). Runs before manifest format 3 have
+the shards at the top level (``shard-00000-of-00004.arrow``); the manifest lists every shard's path,
+so readers join what it lists and read both layouts.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,6 +49,7 @@ from tweetmill.schemas.shard import (
     SHARD_PREFIX,
     SHARD_SUFFIX,
     schema_metadata,
+    shard_file_name,
     shard_index_of,
 )
 
@@ -50,9 +60,12 @@ __all__ = [
     "ERRORS_DIR",
     "ERRORS_GLOB",
     "ID_CONFLICT_SAMPLE_NAME",
+    "LEGACY_SHARD_GLOB",
     "MANIFEST_NAME",
     "NEAR_DUP_SAMPLE_NAME",
+    "SHARD_DIR",
     "SHARD_GLOB",
+    "SHARD_LISTING_GLOBS",
     "TEMP_PREFIX",
     "TOKENIZER_NAME",
     "ManifestMissing",
@@ -67,7 +80,10 @@ __all__ = [
     "parse_manifest",
     "read_local",
     "read_manifest",
+    "shard_path",
+    "shard_paths_problem",
     "tokenizer_matches",
+    "unlisted_shard_files",
 ]
 
 # --- the file names ---------------------------------------------------------------------------------
@@ -81,7 +97,13 @@ DROPPED_DIR = "dropped"  # --write-dropped: every dropped tweet, with its stage 
 DROPPED_SAMPLE_NAME = "dropped.sample.jsonl"  # a few dropped tweets per (stage, reason), for inspection
 DROPPED_GLOB = f"{DROPPED_DIR}/dropped-*"
 TEMP_PREFIX = "_tmp-"  # a run's files before publication: ``_tmp-<fingerprint[:16]>/`` inside the output
-SHARD_GLOB = f"{SHARD_PREFIX}*{SHARD_SUFFIX}"
+SHARD_DIR = "data"  # the shards and nothing else: data/shard-00000-of-00004.arrow ... (manifest format 3)
+SHARD_GLOB = f"{SHARD_DIR}/{SHARD_PREFIX}*{SHARD_SUFFIX}"
+LEGACY_SHARD_GLOB = f"{SHARD_PREFIX}*{SHARD_SUFFIX}"  # manifest formats 1 and 2: the shards at the top
+# Where a shard file may lie, as patterns relative to the directory: every file matching one must be
+# a shard the manifest lists. All of data/ (any other file there breaks the tools reading the folder
+# as a dataset), and the top-level shards of the earlier layout (a stale one is another run's).
+SHARD_LISTING_GLOBS = (f"{SHARD_DIR}/*", LEGACY_SHARD_GLOB)
 
 Reader = Callable[[str], bytes]  # path -> the file's bytes; FileNotFoundError when there is none
 Opener = Callable[[str], BinaryIO]  # path -> a seekable binary file
@@ -147,6 +169,33 @@ def check_shard_format(manifest: Manifest, where: str) -> None:
 def tokenizer_matches(raw: bytes, manifest: Manifest) -> bool:
     """Whether the ``tokenizer.json`` bytes ``raw`` are the run's tokenizer (its sha256)."""
     return hashlib.sha256(raw).hexdigest() == manifest.tokenizer.sha256
+
+
+# --- the layout -------------------------------------------------------------------------------------
+
+
+def shard_path(index: int, num_shards: int) -> str:
+    """Where a run writes shard ``index`` of ``num_shards``, relative to the directory (the manifest's
+    ``file``): ``data/shard-00000-of-00004.arrow``."""
+    return f"{SHARD_DIR}/{shard_file_name(index, num_shards)}"
+
+
+def shard_paths_problem(listed: list[str]) -> str | None:
+    """Why the shard paths a manifest lists are not a complete set in one layout (None: they are):
+    exactly ``data/shard-00000-of-N`` ... for N shards, or the top-level names of manifest formats 1
+    and 2."""
+    n = len(listed)
+    names = sorted(listed)
+    if names in ([shard_path(i, n) for i in range(n)], [shard_file_name(i, n) for i in range(n)]):
+        return None
+    return f"the manifest's shard files are not exactly {shard_path(0, n)} … of {n}"
+
+
+def unlisted_shard_files(manifest: Manifest, found: list[str]) -> list[str]:
+    """Of ``found`` (paths relative to the directory, '/'-separated, matching ``SHARD_LISTING_GLOBS``),
+    those that are not a shard the manifest lists, sorted: another run's files, or strays in data/."""
+    listed = {posixpath.normpath(s.file) for s in manifest.shards}
+    return sorted({f for f in found if posixpath.normpath(f) not in listed})
 
 
 # --- the shards -------------------------------------------------------------------------------------

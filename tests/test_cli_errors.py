@@ -115,7 +115,7 @@ def test_directory_without_manifest_or_a_file(command, tmp_path, capsys):
 def test_damaged_shards_point_to_verify(shards, tmp_path, capsys):
     copy = tmp_path / "copy"
     shutil.copytree(shards, copy)
-    (shard,) = copy.glob("shard-*.arrow")
+    (shard,) = copy.glob("data/shard-*.arrow")
     shard.write_bytes(shard.read_bytes()[:100])
     for command in ("stats", "sample"):
         code, _, err = run_main(capsys, command, str(copy))
@@ -268,7 +268,7 @@ def test_rejected_run_prints_the_report_then_why(tmp_path, capsys):
     (tmp_path / "in" / "a.jsonl").write_text(
         '{"id_str": "1", "text": "hi", "user": {"id_str": "2"}}\n{not json\n{"id_str": \n'
     )
-    code, out, err = run_main(capsys, "run", str(tmp_path / "in" / "*"), "-o", str(tmp_path / "out"))
+    code, out, err = run_main(capsys, "run", str(tmp_path / "in" / "*"), "-o", str(tmp_path / "out"), "-q")
     assert "Accounting" in out and "balanced" in out
     assert_one_line_per_problem(code, err, EXIT_REJECTED, "kept no tweet", "2 of the 3 records read")
     assert (tmp_path / "out" / "manifest.json").is_file()  # the run itself finished

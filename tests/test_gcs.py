@@ -120,7 +120,7 @@ def test_overwrite_on_gcs_replaces_the_whole_shard_set(gcs):
     objects = gcs.object_names(BUCKET, "shards/v2/")
     names = [*(s.file for s in manifest.shards), "manifest.json", *manifest.side_files]
     assert objects == sorted(f"shards/v2/{name}" for name in names)  # no shard of the 3-shard run is left
-    assert [s.file for s in manifest.shards] == ["shard-00000-of-00002.arrow", "shard-00001-of-00002.arrow"]
+    assert [s.file for s in manifest.shards] == [f"data/shard-0000{i}-of-00002.arrow" for i in range(2)]
     assert compute_stats(fewer.output)["rows"] == manifest.counts.kept
 
 
@@ -145,7 +145,7 @@ def test_a_publish_that_fails_part_way_leaves_no_manifest_and_a_retry_completes(
     assert not FileSystems.exists(f"{config.output}/{MANIFEST_NAME}")
     with pytest.raises(FileNotFoundError):
         read_manifest(config.output)
-    moved = gcs.object_names(BUCKET, "shards/retry/shard-")
+    moved = gcs.object_names(BUCKET, "shards/retry/data/shard-")
     assert len(moved) == 2
 
     monkeypatch.setattr(write, "write_bytes", real_write_bytes)

@@ -101,7 +101,8 @@ def test_overwrite_replaces_the_whole_shard_set(tmp_path):
     first = run(RunConfig(inputs=(str(SAMPLE / "*"),), output=str(out), num_shards=4))
     assert len(first.shards) == 4
     second = run(RunConfig(inputs=(str(SAMPLE / "*.csv"),), output=str(out), num_shards=2), overwrite=True)
-    assert sorted(p.name for p in out.glob("shard-*")) == [s.file for s in second.shards]
+    assert sorted(f"data/{p.name}" for p in out.glob("data/*")) == [s.file for s in second.shards]
+    assert not list(out.glob("*.arrow"))
     assert_accounting(out, second)
 
 

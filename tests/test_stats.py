@@ -7,13 +7,17 @@ report is opened in headless Chromium where ``chromium`` is installed.
 
 from __future__ import annotations
 
+import hashlib
+import html
 import itertools
 import json
 import math
+import random
 import re
 import shutil
 import subprocess
 from collections import Counter
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -26,17 +30,17 @@ from conftest import shared_data
 from rich.console import Console
 from tweetmill.pipeline.build import run
 from tweetmill.pipeline.cli import main as cli_main
-from tweetmill.pipeline.html_report import funnel_plot, render_html
+from tweetmill.pipeline.html_report import compact, funnel_plot, languages_plot, render_html
 from tweetmill.pipeline.options import RunConfig
 from tweetmill.pipeline.report import print_run_report
 from tweetmill.pipeline.sample import sample
 from tweetmill.pipeline.stats import LEGACY_FUNNEL_STAGES, compute_stats, funnel
 from tweetmill.pipeline.stats_print import funnel_table
-from tweetmill.pipeline.stats_scan import Accumulator, HashtagCounter, string_layout
+from tweetmill.pipeline.stats_scan import Accumulator, AuthorCounter, HashtagCounter, string_layout
 from tweetmill.pipeline.verify import verify
 from tweetmill.schemas.manifest import MANIFEST_NAME, Counts, Manifest, ShardEntry, StageRecord, TokenizerInfo
-from tweetmill.schemas.shard_dir import TOKENIZER_NAME
-from tweetmill.transforms.clean import CleanConfig
+from tweetmill.schemas.shard_dir import DROPPED_SAMPLE_NAME, NEAR_DUP_SAMPLE_NAME, TOKENIZER_NAME
+from tweetmill.transforms.clean import STAT_NAMES, CleanConfig
 
 # The reference definition of a hashtag, written out here on purpose (not imported).
 HASHTAG = re.compile(r"(?<![\w&])#(\w*[^\W\d]\w*)")
@@ -78,6 +82,28 @@ def run_b(tmp_path_factory) -> Path:
         str(v2 / "twarc-csv" / "brexit.jsonl"),
     )
     run(RunConfig(inputs=inputs, output=str(out), num_shards=1, clean=CleanConfig(urls="keep")))
+    return out
+
+
+# Text a page must show literally: markup, quotes and ampersands, in a tweet and in a file name.
+EVIL_TEXT = "<script>alert('x')</script> & this tweet must show its markup literally"
+EVIL_FILE = "a <script>&amp; b.txt"
+
+
+@pytest.fixture(scope="module")
+def run_c(tmp_path_factory) -> Path:
+    """Text-only input (no dates, no authors) under a file name with markup, every dropped tweet
+    written (``--write-dropped``): a duplicate, a near duplicate, a too short line."""
+    folder = tmp_path_factory.mktemp("c")
+    words = "the quick brown fox jumps over a lazy dog while seven wizards box in the fog near town"
+    rng = random.Random(1)
+    lines = [EVIL_TEXT, EVIL_TEXT, EVIL_TEXT.replace("'x'", "'y'") + "!", "ok"]
+    lines.append("A quote \" and an apostrophe ' and <b>bold</b> & ampersand &amp; entity")
+    for i in range(60):
+        lines.append(" ".join(rng.choice(words.split()) for _ in range(rng.randint(6, 18))) + f" number {i}")
+    (folder / EVIL_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = folder / "out"
+    run(RunConfig(inputs=(str(folder / "*.txt"),), output=str(out), write_dropped=True))
     return out
 
 
@@ -149,11 +175,112 @@ def test_languages_formats_files_and_flags(run_a, stats_a):
             item["tweets"],
             item["errors"],
         )
-        assert row["dropped"] == sum(item["dropped"].values())
+        assert row["parse_dropped"] == sum(item["dropped"].values())
+        assert row["parse_dropped_by_reason"] == {k: v for k, v in item["dropped"].items() if v}
         assert row["kept"] == kept.get(item["file"], 0)
+        assert row["dropped_later"] == item["tweets"] - kept.get(item["file"], 0) >= 0
+        assert row["dropped_later_by_reason"] is None  # a sample per reason says nothing per file
+    assert any(row["parse_dropped"] for row in by_file.values())  # the v2 files' notices and errors
+    accounting = stats_a["inputs_accounting"]
+    assert accounting["stages_dropped_later"] == sum(
+        n for reason, n in manifest.counts.dropped.items() if reason not in _parse_reasons(manifest)
+    )
+    assert accounting["dropped_later"] == sum(r["dropped_later"] for r in stats_a["inputs"])
+    assert accounting["agree"] is True
     for flag in ("is_reply", "is_quote", "is_retweet", "id_derived"):
         assert stats_a["flags"][flag] == sum(table.column(flag).to_pylist())
     assert stats_a["flags"]["author_known"] == table.num_rows - table.column("author_id").null_count
+
+
+def _parse_reasons(manifest: Manifest) -> set[str]:
+    return {r for s in manifest.pipeline if s.kind == "source" for r in s.dropped}
+
+
+def _sample_key(tweet_id: int) -> int:
+    """The audit's sampling order, written out here (transforms/stage.py ``sample_key``)."""
+    digest = hashlib.blake2b(tweet_id.to_bytes(8, "big", signed=True), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def test_tokens_per_language_histograms_and_authors(run_a, stats_a):
+    table = _table(run_a)
+    by_lang = table.group_by("lang").aggregate([("num_tokens", "sum")]).to_pylist()
+    assert stats_a["tokens_per_language"] == dict(
+        sorted(((r["lang"], r["num_tokens_sum"]) for r in by_lang), key=lambda kv: (-kv[1], kv[0]))
+    )
+    assert sum(stats_a["tokens_per_language"].values()) == stats_a["tokens"]
+    # lang_score: bin floor(score * 100) of the float32 value, 1.0 in the last bin
+    scores = table.column("lang_score").to_numpy().astype(np.float64)
+    bins = np.minimum(np.floor(scores * 100).astype(int), 99)
+    confidence = stats_a["language_confidence"]
+    assert confidence["histogram"] == np.bincount(bins, minlength=100).tolist()
+    assert confidence["threshold"] == 0.5
+    assert confidence["below_threshold"] == int((scores < 0.5).sum())
+    texts = table.column("text").to_pylist()
+    chars = stats_a["chars_per_tweet"]
+    assert dict(chars["histogram"]) == dict(Counter(len(t) for t in texts))
+    lengths = np.sort([len(t) for t in texts])
+    assert (chars["min"], chars["max"], chars["p50"]) == (lengths[0], lengths[-1], _nearest_rank(lengths, 50))
+    authors = Counter(a for a in table.column("author_id").to_pylist() if a is not None)
+    summary = stats_a["authors"]
+    known = sum(authors.values())
+    assert (summary["known"], summary["unknown"], summary["distinct"]) == (
+        known,
+        table.num_rows - known,
+        len(authors),
+    )
+    assert known > 0 and summary["approximate"] is False
+    ranked = sorted(authors.items(), key=lambda kv: (-kv[1], kv[0]))
+    assert summary["top"] == [list(kv) for kv in ranked]
+    for k, share in summary["top_share"].items():
+        assert int(k) <= len(authors)
+        assert share == pytest.approx(sum(n for _, n in ranked[: int(k)]) / known, abs=1e-5)
+    assert "1" in summary["top_share"] and "10" in summary["top_share"]
+
+
+def test_clean_changes_reach_the_manifest(run_a, stats_a):
+    """The clean stage's per-step counts are summed into the manifest's ``stages["clean"]``."""
+    doc = json.loads((run_a / MANIFEST_NAME).read_text())
+    counts = doc["stages"]["clean"]
+    assert list(counts) == list(STAT_NAMES)
+    assert counts["texts"] == sum(item["tweets"] for item in doc["inputs"])  # every parsed tweet
+    assert 0 < counts["changed"] <= counts["texts"] and counts["mentions"] > 0 and counts["urls"] > 0
+    clean = stats_a["clean"]
+    assert (clean["texts"], clean["changed"]) == (counts["texts"], counts["changed"])
+    steps = {s["step"]: s for s in clean["steps"]}
+    assert {name: s["texts"] for name, s in steps.items()} == {n: counts[n] for n in steps}
+    assert steps["urls"]["what"] == "URLs replaced by <URL>" and "ftfy_run" not in steps
+    assert compute_stats(str(run_a), top=10)["clean"] == clean
+
+
+def test_examples_of_what_each_reason_removed(run_a, stats_a):
+    """Per drop reason, in funnel order, the 3 dropped tweets with the smallest sample key of the
+    run's sample; the first near-duplicate pairs of its sample."""
+    manifest = _manifest(run_a)
+    sample = [json.loads(line) for line in (run_a / DROPPED_SAMPLE_NAME).read_text().splitlines()]
+    removed = stats_a["removed"]
+    assert removed["source"] == DROPPED_SAMPLE_NAME
+    steps = [(s["stage"], s["reason"], s["count"]) for s in stats_a["funnel"]["steps"]]
+    listed = [(r["stage"], r["reason"], r["count"]) for r in removed["reasons"]]
+    assert listed == [s for s in steps if s[1] != "errors (dead letters)"]
+    parse = _parse_reasons(manifest)
+    for entry in removed["reasons"]:
+        mine = [r for r in sample if (r["stage"], r["reason"]) == (entry["stage"], entry["reason"])]
+        expected = sorted(mine, key=lambda r: _sample_key(r["id"]))[:3]
+        assert [x["id"] for x in entry["examples"]] == [r["id"] for r in expected]
+        assert [x["text"] for x in entry["examples"]] == [
+            r["text"] if len(r["text"]) <= 400 else r["text"][:399] + "…" for r in expected
+        ]
+        assert entry["tweets"] is (entry["reason"] not in parse)
+        assert len(entry["examples"]) == min(3, len(mine), entry["count"])
+    with_examples = {r["reason"] for r in removed["reasons"] if r["examples"]}
+    assert {"retweet", "too_short", "near_duplicate"} <= with_examples
+    near = [json.loads(line) for line in (run_a / NEAR_DUP_SAMPLE_NAME).read_text().splitlines()]
+    shown = removed["near_duplicates"]
+    assert shown["sampled"] == len(near) == min(100, sum(n for _, r, n in steps if r == "near_duplicate")) > 0
+    assert [(p["removed_id"], p["kept_id"]) for p in shown["shown"]] == [
+        (p["removed_id"], p["kept_id"]) for p in near[:8]
+    ]
 
 
 def test_time_coverage(run_a, stats_a):
@@ -361,6 +488,44 @@ def test_hashtag_scan_edge_cases():
     assert counter.counts() == reference
 
 
+def test_author_counter_prunes_to_the_most_prolific():
+    """Past 2 * cap distinct authors only the cap most prolific stay: their counts are exact here
+    (never pruned), the result is flagged approximate and the distinct count is a lower bound."""
+    counter = AuthorCounter(cap=3)
+    heavy = [7] * 50 + [8] * 40 + [9] * 30
+    counter.add(pa.array(heavy + list(range(100, 120)) + [None, None], pa.int64()))
+    counter.merge()
+    assert counter.pruned is True and counter.distinct_seen == 23
+    assert counter.top(3) == [(7, 50), (8, 40), (9, 30)]
+    other = AuthorCounter(cap=3)
+    other.add(pa.array([9] * 25 + [5] * 2, pa.int64()))
+    counter.merge(other)
+    assert counter.top(2) == [(9, 55), (7, 50)]
+    small = AuthorCounter()
+    small.add(pa.array([3, 1, 3, None], pa.int64()))
+    assert small.top(5) == [(3, 2), (1, 1)] and small.pruned is False
+    assert AuthorCounter().top(3) == []
+
+
+def test_every_bar_is_labelled_and_axes_stay_short():
+    """A 1 % drop and a language of one tweet get their count written beside the bar; count axes
+    use short ticks (10k), never 10,000 beside 20,000."""
+    assert [compact(n) for n in (0, 950, 1000, 12_345, 999_999, 1_234_567, 45_000)] == [
+        "0", "950", "1k", "12.3k", "1M", "1.23M", "45k",
+    ]  # fmt: skip
+    pipeline = [StageRecord("read", "source", {}), StageRecord("filter", "filter", {"short": 450})]
+    manifest = _funnel_manifest(45_000, {"short": 450}, 0, pipeline)
+    svg = html.unescape(funnel_plot(funnel(manifest)))
+    assert "−450 (1.0 %)" in svg and "44,550 (99.0 %)" in svg
+    ticks = re.findall(r'id="xtick_\d+">.*?<text[^>]*>([^<]*)</text>', svg, re.DOTALL)
+    assert ticks == ["0", "15k", "30k", "45k"], ticks
+    detected = {"en": 40_000, "de": 4_000, "fr": 900, "is": 1}
+    svg = html.unescape(languages_plot(detected, {"(none)": 44_901}, 44_901))
+    for n in ("40,000", "4,000", "900", "1 (<0.1 %)"):
+        assert n in svg, n
+    assert "no tweet has a Twitter tag" in svg
+
+
 # --- the command line -------------------------------------------------------------------------------
 
 
@@ -380,10 +545,97 @@ def test_cli_table_json_and_html(run_a, stats_a, tmp_path, capsys):
     ):
         assert text in out
     page = report.read_text(encoding="utf-8")
-    assert page.count("<svg") >= 5
-    assert not re.search(r"<script|<link|<img|@import|url\((?!#)|src=|href=\"?https?:", page), (
-        "the page fetches nothing"
+    assert page.count("<svg") >= 9
+    assert _fetches(page) == []
+
+
+class _Page(HTMLParser):
+    """Every tag with its attributes, the text shown, and the CSS of a page."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+        self.css: list[str] = []
+        self._in: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self._in.append(tag)
+        self.css += [v or "" for k, v in attrs if k == "style"]
+
+    def handle_endtag(self, tag):
+        if self._in and self._in[-1] == tag:
+            self._in.pop()
+
+    def handle_data(self, data):
+        (self.css if self._in and self._in[-1] == "style" else self.text).append(data)
+
+
+def _fetches(page: str) -> list[str]:
+    """What the page would load from elsewhere: scripts, frames, images, style sheets, fonts, and
+    every URL attribute or CSS ``url()`` that is not a reference inside the page (``#id``)."""
+    parsed = _Page()
+    parsed.feed(page)
+    found = [f"<{t}>" for t, _ in parsed.tags if t in {"script", "link", "img", "iframe", "object", "embed"}]
+    for tag, attrs in parsed.tags:
+        for name, value in attrs.items():
+            if name in {"src", "href", "xlink:href", "srcset", "action", "data", "poster"} and not (
+                value or ""
+            ).startswith("#"):
+                found.append(f"<{tag} {name}={value!r}>")
+            if name.startswith("on"):
+                found.append(f"<{tag} {name}>")  # an event handler: script
+    css = " ".join(parsed.css)
+    found += re.findall(r"@import|@font-face|url\((?!\s*['\"]?#)[^)]*\)", css)
+    found += re.findall(r"(?:src|href)\s*=\s*[\"']?(?:https?:)?//", page)
+    return found
+
+
+def test_page_is_self_contained_and_shows_input_text_literally(run_c):
+    """Nothing is fetched from elsewhere, and markup in a tweet or a file name is shown as text:
+    the page holds no script, its text reads exactly what the tweet says."""
+    bad = (
+        '<html><head><link rel="stylesheet" href="https://x.test/a.css"><style>@import "b.css";'
+        ' p { background: url(http://x.test/i.png) }</style></head><body><img src="//x.test/i.png">'
+        '<svg><use xlink:href="#here"/><image href="https://x.test/p.png"/></svg><script>1</script>'
+        '<p onclick="f()">x</p></body></html>'
     )
+    assert len(_fetches(bad)) >= 8  # the check itself finds what it looks for
+    stats = compute_stats(str(run_c))
+    page = render_html(stats)
+    assert _fetches(page) == []
+    assert "<script" not in page.lower()
+    assert html.escape(EVIL_TEXT, quote=True) in page  # &lt;script&gt;alert(&#x27;x&#x27;)...&amp; this
+    parsed = _Page()
+    parsed.feed(page)
+    shown = "".join(parsed.text)
+    assert EVIL_TEXT in shown and EVIL_FILE in shown
+    assert [t for t, _ in parsed.tags].count("svg") >= 7
+    # the sections of a text-only run: no empty time or author chart, a note instead
+    assert "Not in these inputs" in shown and "created_at" in shown and "author_id" in shown
+    assert 'aria-label="tweets-per-month"' not in page and 'aria-label="authors"' not in page
+    for section in ("What each drop reason removed", "Near-duplicate pairs", "Clean stage", "Input files"):
+        assert section in shown, section
+    # --write-dropped: per file, the later drops by stage and reason, from every dropped tweet
+    dropped = Counter()
+    for path in (run_c / "dropped").glob("*.jsonl"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            r = json.loads(line)
+            dropped[f"{r['stage']}: {r['reason']}"] += 1
+    (row,) = stats["inputs"]
+    assert row["file"].endswith(EVIL_FILE) and row["dropped_later_by_reason"] == dict(dropped)
+    assert dict(dropped) == {
+        "exact_dedup: exact_duplicate": 1,
+        "near_dedup: near_duplicate": 1,
+        "length: too_short": 1,
+    }
+    assert row["dropped_later"] == sum(dropped.values()) and stats["inputs_accounting"]["agree"] is True
+    assert stats["removed"]["source"] == "dropped/"
+    examples = {(r["stage"], r["reason"]): r["examples"] for r in stats["removed"]["reasons"]}
+    assert [x["text"] for x in examples[("exact_dedup", "exact_duplicate")]] == [EVIL_TEXT]
+    assert stats["authors"]["known"] == 0 and stats["authors"]["top_share"] == {}
+    assert stats["tweets_per_month"] == {}
 
 
 @pytest.mark.skipif(
@@ -401,22 +653,34 @@ def test_html_report_renders_in_headless_chromium(run_a, stats_a, tmp_path):
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         f"--user-data-dir={tmp_path / 'profile'}",
     ]  # fmt: skip
+    height = 9000  # the whole page, every section
     result = subprocess.run(
-        [*common, "--enable-logging=stderr", "--v=0", f"--screenshot={shot}", "--window-size=1280,2000",
-         page.as_uri()],
+        [*common, "--enable-logging=stderr", "--v=0", "--hide-scrollbars", f"--screenshot={shot}",
+         f"--window-size=1280,{height}", page.as_uri()],
         capture_output=True, text=True, timeout=90,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     console = [line for line in result.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert not console, console
     image = Image.open(shot)
-    assert image.size == (1280, 2000)
+    assert image.size == (1280, height)
     gray = np.asarray(image.convert("L"), dtype=np.float64)
     assert gray.std() > 20, "the screenshot is blank"
-    assert (gray < 128).mean() > 0.01, "hardly any dark pixels: nothing rendered"
+    # every 1000 px band down to the page's end has drawn content (the panels, not background)
+    bands = [gray[i : i + 1000] for i in range(0, height, 1000)]
+    drawn = [(band < 128).mean() for band in bands]
+    assert drawn[0] > 0.01, "hardly any dark pixels: nothing rendered"
+    last = max(i for i, d in enumerate(drawn) if d > 0.002)
+    assert last >= 4 and all(d > 0.002 for d in drawn[: last + 1]), drawn
     dom = subprocess.run([*common, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=90)
     assert dom.returncode == 0
-    assert dom.stdout.count("<svg") >= 5 and f"{stats_a['rows']:,}" in dom.stdout
+    assert dom.stdout.count("<svg") >= 10 and f"{stats_a['rows']:,}" in dom.stdout
+    for section in (
+        "Funnel", "Tokens per tweet", "What each drop reason removed", "Near-duplicate pairs",
+        "Clean stage: what it changed", "Language confidence", "Tokens per language",
+        "Characters per tweet", "Share of the most prolific authors", "Tweets per", "Input files",
+    ):  # fmt: skip
+        assert section in dom.stdout, section
 
 
 # --- sample -----------------------------------------------------------------------------------------
@@ -475,14 +739,15 @@ def test_verify_passes_a_clean_run(run_a, capsys):
 
 
 def test_verify_catches_a_flipped_byte(copy_a, capsys):
-    shard = copy_a / _manifest(copy_a).shards[1].file
+    name = _manifest(copy_a).shards[1].file
+    shard = copy_a / name
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0x01
     shard.write_bytes(bytes(data))
     report = verify(str(copy_a))
     assert not report.ok
     bad = [s for s in report.shards if not s.ok]
-    assert [s.file for s in bad] == [shard.name] and bad[0].sha256_ok is False
+    assert [s.file for s in bad] == [name] and bad[0].sha256_ok is False
     assert any("sha256" in p for p in bad[0].problems)
     assert cli_main(["verify", str(copy_a)]) == 1
     out = capsys.readouterr().out
@@ -503,7 +768,7 @@ def test_verify_catches_a_missing_shard(copy_a, capsys):
 
 @pytest.mark.slow
 def test_verify_catches_a_shard_from_another_run(copy_a, run_b):
-    other = _manifest(run_b).shards[0].file  # shard-00000-of-00001.arrow
+    other = _manifest(run_b).shards[0].file  # data/shard-00000-of-00001.arrow
     # 1. an extra file of another run beside the shards
     shutil.copy(run_b / other, copy_a / other)
     report = verify(str(copy_a))
@@ -592,8 +857,11 @@ def test_stats_memory_does_not_hold_the_rows(run_a):
     sizes = (
         len(acc.lengths),
         len(acc.token_counts),
-        sum(len(c) for c in acc.values.values()),
+        sum(len(c) for c in acc.values.values()) + len(acc.lang_tokens),
         len(acc.months),
+        len(acc.chars) + len(acc.lang_scores),
     )
     assert acc.rows == table.num_rows
-    assert sizes[0] <= 1024 and sizes[1] == 16384 and sizes[2] < 200 and sizes[3] < 400
+    assert sizes[0] <= 1024 and sizes[1] == 16384 and sizes[2] < 250 and sizes[3] < 400 and sizes[4] <= 2048
+    acc.authors.merge()
+    assert len(acc.authors.ids) == len(set(table.column("author_id").drop_null().to_pylist()))

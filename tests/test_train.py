@@ -295,7 +295,10 @@ def test_training_lowers_the_loss(shards, tmp_path, capsys):
     assert {"lr", "grad_norm", "step_ms", "tokens_per_s", "data_wait", "mfu"} <= train_lines[0].keys()
     assert train_lines[-1]["loss"] < train_lines[0]["loss"] < np.log(512)
     assert result.val_loss is not None and result.val_loss < np.log(512) - 0.7
-    assert capsys.readouterr().out.count('"loss"') == 4  # the same lines on stdout
+    out = capsys.readouterr().out  # stdout is a pipe here: one plain progress line per record
+    steps = [line.split()[1] for line in out.splitlines() if " loss " in line]
+    assert steps == ["10/40", "20/40", "30/40", "40/40"]
+    assert "step 40/40  val_loss " in out and "MFU " in out and '"loss"' not in out
 
 
 class _Terminal(io.StringIO):
@@ -303,21 +306,110 @@ class _Terminal(io.StringIO):
         return True
 
 
-def test_reporter_writes_json_lines_and_a_bar_on_terminals(tmp_path):
-    term = _Terminal()
-    reporter = Reporter(tmp_path / "metrics.jsonl", total_steps=10, stream=term)
-    reporter.progress(3, 2.5, None)
-    reporter.log({"step": 4, "loss": 2.25, "mfu": 0.4123456789})
-    reporter.close()
-    assert "[#########" in term.getvalue() and "3/10 loss 2.5000" in term.getvalue()
-    assert json.loads((tmp_path / "metrics.jsonl").read_text()) == {"step": 4, "loss": 2.25, "mfu": 0.412346}
+RECORD = {"step": 4, "loss": 2.25, "lr": 1e-3, "step_ms": 1500.0, "tokens_per_s": 52_100.0, "mfu": 0.41234567}
+
+
+def test_reporter_writes_json_lines_and_plain_progress_lines(tmp_path):
     piped = io.StringIO()
-    Reporter(None, 10, stream=piped).progress(3, 2.5, None)
-    assert piped.getvalue() == ""  # no bar when stdout is a pipe or file
+    reporter = Reporter(tmp_path / "metrics.jsonl", total_steps=100, stream=piped)
+    reporter.progress(3)  # no bar when stdout is a pipe or a file
+    assert piped.getvalue() == ""
+    reporter.log(RECORD)
+    reporter.log({"step": 4, "val_loss": 2.5})
+    reporter.close()
+    assert piped.getvalue().splitlines() == [
+        "step 4/100  loss 2.2500  lr 1.00e-03  52.1k tok/s  MFU 41.2%  ETA 2:24",  # 96 steps of 1.5 s
+        "step 4/100  val_loss 2.5000",
+    ]
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert lines == [{**RECORD, "mfu": 0.412346}, {"step": 4, "val_loss": 2.5}]  # for machines, as before
+    # MFU only where the device's peak is known; hours in the ETA
+    unknown = Reporter(None, total_steps=10_000, stream=io.StringIO())
+    unknown.log({k: v for k, v in RECORD.items() if k != "mfu"})
+    assert unknown.stream.getvalue() == "step 4/10000  loss 2.2500  lr 1.00e-03  52.1k tok/s  ETA 4:09:54\n"
     # 6·N·T plus 12·L·d per attended pair
     assert (
         step_flops(n_params=100, tokens=10, n_layer=2, n_embd=8, attended_pairs=55) == 6000 + 12 * 2 * 8 * 55
     )
+
+
+def test_reporter_json_style_prints_the_metrics_lines(tmp_path):
+    out = io.StringIO()
+    reporter = Reporter(tmp_path / "metrics.jsonl", total_steps=10, stream=out, style="json")
+    reporter.progress(3)
+    reporter.log(RECORD)
+    reporter.close()
+    assert out.getvalue() == (tmp_path / "metrics.jsonl").read_text()
+
+
+def test_reporter_draws_a_live_bar_on_terminals(tmp_path):
+    term = _Terminal()
+    reporter = Reporter(tmp_path / "metrics.jsonl", total_steps=10, stream=term)
+    assert reporter.style == "rich"
+    reporter.progress(3)
+    reporter.log({**RECORD, "step": 4})
+    reporter.progress(5)
+    reporter.close()
+    shown = term.getvalue()
+    assert "step 4/10  loss 2.2500" in shown  # the line, above the bar
+    assert "5/10" in shown and "52.1k tok/s" in shown and "MFU 41.2%" in shown and "ETA 0:08" in shown
+
+
+def test_reporter_draws_a_plain_bar_without_rich(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "rich.progress", None)  # a GPU machine with only torch
+    term = _Terminal()
+    reporter = Reporter(None, total_steps=10, stream=term)
+    reporter.progress(3)
+    reporter.log({**RECORD, "step": 4})
+    reporter.close()
+    assert "[#########" in term.getvalue() and "] 3/10" in term.getvalue()
+    assert "\r\x1b[Kstep 4/10  loss 2.2500" in term.getvalue()  # the bar cleared for the line
+
+
+_WRITTEN: list[tuple[str, float, int]] = []
+
+
+class _SummaryWriter:
+    """Stands in for ``torch.utils.tensorboard.SummaryWriter`` (tensorboard is an optional extra)."""
+
+    def __init__(self, log_dir: str) -> None:
+        self.log_dir = log_dir
+        _WRITTEN.clear()
+
+    def add_scalar(self, tag: str, value: float, global_step: int) -> None:
+        _WRITTEN.append((tag, value, global_step))
+
+    def close(self) -> None:
+        _WRITTEN.append(("closed", 0, 0))
+
+
+def test_reporter_writes_tensorboard_events_when_asked(tmp_path, monkeypatch):
+    fake = type(sys)("torch.utils.tensorboard")
+    fake.SummaryWriter = _SummaryWriter
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
+    reporter = Reporter(None, total_steps=10, stream=io.StringIO(), tensorboard=tmp_path / "tb")
+    reporter.log({"step": 4, "loss": 2.25, "lr": 1e-3, "tokens_per_s": float("nan")})
+    reporter.log({"step": 4, "val_loss": 2.5})
+    reporter.close()
+    assert _WRITTEN == [
+        ("train/loss", 2.25, 4),  # NaN tokens/s left out: TensorBoard would plot a gap anyway
+        ("train/lr", 1e-3, 4),
+        ("val/loss", 2.5, 4),
+        ("closed", 0, 0),
+    ]
+
+
+def test_tensorboard_without_the_package_is_one_line(shards, tmp_path, capsys, caplog):
+    monkeypatch = pytest.MonkeyPatch()
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "torch.utils.tensorboard", None)  # not installed
+        code = main([str(shards), "--model", "tiny", "--steps", "1", "--run-dir", str(tmp_path),
+                     "--device", "cpu", "--tensorboard", str(tmp_path / "tb")])  # fmt: skip
+    assert code == 2
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
+        "--tensorboard needs TensorBoard: pip install tensorboard"
+    ]
+    assert not (tmp_path / "tb").exists() and not list(tmp_path.iterdir())  # nothing ran
 
 
 def test_resume_continues_exactly(shards, tmp_path):
@@ -476,13 +568,13 @@ def test_cli_train_resume_generate(shards, tmp_path, capsys, caplog):
     common += ["--micro-batch", "8"]
     first = [str(shards), "--model", "tiny", "--steps", "2", "--batch-tokens", "1024", "--name", "cli"]
     assert main(first + common) == 0
-    out = capsys.readouterr().out
-    assert [json.loads(x)["step"] for x in out.splitlines() if '"loss"' in x] == [1, 2]
+    out = capsys.readouterr().out  # progress lines (stdout is not a terminal here)
+    assert [line.split()[1] for line in out.splitlines() if " loss " in line] == ["1/2", "2/2"]
     assert (runs / "latest").read_text().strip() == "cli/step-00000002.pt"
     assert (runs / "cli" / TOKENIZER_NAME).is_file()
 
     assert main(["--resume", str(runs / "latest"), "--steps", "3", *common]) == 0
-    assert '"step": 3' in capsys.readouterr().out
+    assert "step 3/3  loss " in capsys.readouterr().out
     assert (runs / "cli" / "latest").read_text().strip() == "step-00000003.pt"
 
     assert main(["--resume", str(runs / "latest"), "--batch-tokens", "2048", *common]) == 2

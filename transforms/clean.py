@@ -35,7 +35,7 @@ import ftfy
 from apache_beam.metrics import Metrics
 from ftfy import badness, chardata, fixes
 from tweetmill.schemas.records import Tweet
-from tweetmill.transforms.common import METRICS_NAMESPACE
+from tweetmill.transforms.common import METRICS_NAMESPACE, TAG_STATS
 from tweetmill.transforms.twitter_text import REPLY_PREFIX, find_emails, find_mentions, find_phones, find_urls
 
 try:  # Python >= 3.11
@@ -545,11 +545,13 @@ def clean_batch(tweets: list[Tweet], config: CleanConfig) -> list[Tweet]:
 
 
 class _CleanBatchFn(beam.DoFn):
-    """Cleans one batch, reporting per-step counts as Beam counters ``clean_<step>``."""
+    """Cleans one batch, reporting per-step counts as Beam counters ``clean_<step>`` (and, with
+    ``emit_stats``, as a ``TAG_STATS`` dict per batch)."""
 
-    def __init__(self, config: CleanConfig):
+    def __init__(self, config: CleanConfig, emit_stats: bool = False):
         super().__init__()
         self._config = config
+        self._emit_stats = emit_stats
 
     def setup(self) -> None:
         self._counters = {name: Metrics.counter(METRICS_NAMESPACE, f"clean_{name}") for name in STAT_NAMES}
@@ -560,6 +562,19 @@ class _CleanBatchFn(beam.DoFn):
             if count:
                 self._counters[name].inc(count)
         yield cleaned
+        if self._emit_stats:
+            yield beam.pvalue.TaggedOutput(TAG_STATS, dict(stats))
+
+
+def _sum_stats(parts: Iterable[dict[str, int]]) -> dict[str, int]:
+    total: Counter = Counter()
+    for part in parts:
+        total.update(part)
+    return dict(total)
+
+
+def _stats_element(sums: dict[str, int], stage: str) -> tuple[str, dict[str, int]]:
+    return stage, dict.fromkeys(STAT_NAMES, 0) | sums
 
 
 class CleanTweets(beam.PTransform):
@@ -570,10 +585,21 @@ class CleanTweets(beam.PTransform):
     reasons = ()
     description = "repairs mojibake, normalises entities and whitespace, placeholders for URLs and mentions"
 
-    def __init__(self, config: CleanConfig):
+    def __init__(self, config: CleanConfig, *, with_stats: bool = False):
         super().__init__()
         self._config = config
+        self._with_stats = with_stats
 
-    def expand(self, batches: beam.PCollection) -> beam.PCollection:
-        clean = beam.ParDo(_CleanBatchFn(self._config)).with_output_types(list[Tweet])
-        return batches | "CleanBatches" >> clean
+    def expand(self, batches: beam.PCollection):
+        """The cleaned batches; with ``with_stats``, ``(batches, stats)`` where ``stats`` holds one
+        ``("clean", {step: texts changed})`` element (every ``STAT_NAMES`` key) for the manifest."""
+        clean = beam.ParDo(_CleanBatchFn(self._config, self._with_stats)).with_output_types(list[Tweet])
+        if not self._with_stats:
+            return batches | "CleanBatches" >> clean
+        out = batches | "CleanBatches" >> clean.with_outputs(TAG_STATS, main="tweets")
+        stats = (
+            out[TAG_STATS]
+            | "SumStats" >> beam.CombineGlobally(_sum_stats)
+            | "StatsDict" >> beam.Map(_stats_element, self.name)
+        )
+        return out.tweets, stats

@@ -30,6 +30,7 @@ language the filter uses.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -714,6 +715,7 @@ _CODE_ALIASES = {
 STRONG_CONFIDENCE = 0.9
 
 
+@functools.lru_cache(maxsize=4096)  # a corpus has few distinct tags; this runs once per tweet
 def normalize_language_code(code: str | None) -> str:
     """A comparable code: lower case, aliases resolved, region dropped (but zh-cn / zh-tw kept);
     ``und`` for anything that names no language."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -53,6 +53,7 @@ from tweetmill.transforms.containers import (
     plan_files,
 )
 from tweetmill.transforms.parse import open_records
+from tweetmill.transforms.progress import listed, reporter, unit_meter
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ class _ListUnitsFn(beam.DoFn):
     def setup(self) -> None:
         self._files = Metrics.counter(METRICS_NAMESPACE, "parse_files_read")
         self._members = Metrics.counter(METRICS_NAMESPACE, "parse_container_members")
+        self._progress = reporter()  # None unless a local run is watched (transforms/progress.py)
 
     def process(self, item: tuple[str, str]) -> Iterator[Unit]:
         kind, path = item
@@ -132,7 +134,7 @@ class _ListUnitsFn(beam.DoFn):
             units = directory_units(path)
         else:
             f = open_input(path)
-            units = _closing(list_units(path, f), f)
+            units = _closing(listed(self._progress, list_units(path, f), f), f)
         for unit in units:
             self._files.inc(unit.locator is None)
             self._members.inc(unit.locator is not None)
@@ -165,9 +167,11 @@ class ReadOptions:
     csv_delimiter: str | None = None  # default: sniffed per file
 
 
-def parse_unit(unit: Unit, options: ReadOptions = ReadOptions()) -> Iterator[ParsedFile]:
-    """The pure core of the stage: the files of one unit, each with its records (consume in order)."""
-    for leaf in leaves(unit, open_input):
+def parse_unit(unit: Unit, options: ReadOptions = ReadOptions(),
+               open_file: Callable[[str], BinaryIO] = open_input) -> Iterator[ParsedFile]:
+    """The pure core of the stage: the files of one unit, each with its records (consume in order);
+    ``open_file`` opens the unit's input file (the stage's opener measures progress)."""
+    for leaf in leaves(unit, open_file):
         if leaf.skip:
             yield ParsedFile(leaf.name, skipped=leaf.skip)
             continue
@@ -204,26 +208,34 @@ def read_path(path: str, options: ReadOptions = ReadOptions()) -> Iterator[Parse
 
 
 class _ParseUnitsFn(beam.DoFn):
-    """Parses one unit into batches of tweets, drop counts, dead letters and file summaries."""
+    """Parses one unit into batches of tweets, drop counts, dead letters and file summaries.
 
-    def __init__(self, options: ReadOptions, batch_size: int):
+    Batches that will cross a shuffle are encoded here, with the fast tweet coder, so the shuffle
+    moves bytes; where nothing is shuffled they stay lists."""
+
+    def __init__(self, options: ReadOptions, batch_size: int, encode: bool = True):
         self._options = options
         self._batch_size = batch_size
+        self._pack = _BATCH_CODER.encode if encode else list
 
     def setup(self) -> None:
         self._read = {f: Metrics.counter(METRICS_NAMESPACE, f"parse_records_read_{f}")
                       for f in SOURCE_FORMATS}
         self._skipped = Metrics.counter(METRICS_NAMESPACE, "parse_files_skipped")
+        self._progress = reporter()
 
     def process(self, unit: Unit) -> Iterator[tuple[int, Any]]:
-        for parsed in parse_unit(unit, self._options):
+        meter = unit_meter(self._progress, unit, open_input)  # bytes and records, per batch
+        for parsed in parse_unit(unit, self._options, meter.open):
             if parsed.skipped:
                 self._skipped.inc()
                 yield _KIND_FILE, summary(parsed.name, None, skipped=parsed.skipped)
             else:
-                yield from self._emit(parsed)
+                meter.file_started()
+                yield from self._emit(parsed, meter)
+        meter.finish()
 
-    def _emit(self, parsed: ParsedFile) -> Iterator[tuple[int, Any]]:
+    def _emit(self, parsed: ParsedFile, meter) -> Iterator[tuple[int, Any]]:
         batch: list[Tweet] = []
         drops: Counter = Counter()
         n = dead = tweets = 0
@@ -233,15 +245,17 @@ class _ParseUnitsFn(beam.DoFn):
                 tweets += 1
                 batch.append(record)
                 if len(batch) >= self._batch_size:
-                    yield _KIND_TWEETS, _BATCH_CODER.encode(batch)
+                    meter.update(n, tweets, n - tweets - dead, dead)
+                    yield _KIND_TWEETS, self._pack(batch)
                     batch = []
             elif type(record) is str:
                 drops[record] += 1
             else:
                 dead += 1
                 yield _KIND_DEAD, record
+        meter.update(n, tweets, n - tweets - dead, dead)
         if batch:
-            yield _KIND_TWEETS, _BATCH_CODER.encode(batch)
+            yield _KIND_TWEETS, self._pack(batch)
         if drops:
             yield _KIND_DROPS, drops
         yield _KIND_FILE, summary(parsed.name, parsed.fmt, n, tweets, drops, dead, notes=parsed.notes)
@@ -284,7 +298,7 @@ class _RouteFn(beam.DoFn):
     def process(self, item: tuple[int, Any]) -> Iterator[Any]:
         kind, payload = item
         if kind == _KIND_TWEETS:
-            yield _BATCH_CODER.decode(payload)
+            yield payload if type(payload) is list else _BATCH_CODER.decode(payload)
         elif kind == _KIND_DROPS:
             yield from self._drops.emit(payload)
         elif kind == _KIND_FILE:
@@ -330,6 +344,9 @@ class ReadArchives(beam.PTransform):
     ``(("parse", reason), n)``; ``TAG_DEAD_LETTERS`` = ``DeadLetter``; ``TAG_FILES`` = one summary dict
     per file parsed or skipped (format, records, tweets, dropped by reason, errors, skipped, notes). A
     pattern that matches no file fails the pipeline (the CLI checks the inputs before it starts).
+
+    ``spread``: reshuffle files, container members and parsed batches so every worker takes part; on
+    one local worker these shuffles only copy the data, and ``spread=False`` leaves them out.
     """
 
     name = "parse"
@@ -340,7 +357,8 @@ class ReadArchives(beam.PTransform):
     description = "reads every input record: tweets, notices, dead letters"
 
     def __init__(self, patterns: list[str], fmt: str | None = None, csv_text_column: str | None = None,
-                 batch_size: int = 1000, include_deleted: bool = False, csv_delimiter: str | None = None):
+                 batch_size: int = 1000, include_deleted: bool = False, csv_delimiter: str | None = None,
+                 spread: bool = True):
         super().__init__()
         if isinstance(patterns, str):
             patterns = [patterns]
@@ -352,20 +370,24 @@ class ReadArchives(beam.PTransform):
             raise ValueError("batch_size must be >= 1")
         self._patterns = list(patterns)
         options = ReadOptions(fmt, csv_text_column, include_deleted, csv_delimiter)
-        self._parse = _ParseUnitsFn(options, batch_size)
+        self._parse = _ParseUnitsFn(options, batch_size, encode=spread)
+        self._spread = spread
 
     def expand(self, pbegin: beam.pvalue.PBegin):  # -> DoOutputsTuple (Beam warns on that hint)
+        def spread(pcoll, label: str):
+            return pcoll | label >> beam.Reshuffle() if self._spread else pcoll
+
+        files = pbegin | "MatchInputs" >> _MatchInputs(self._patterns)
+        # Matching yields all files in one bundle: spread them so containers list on many workers.
+        files = spread(files, "ReshuffleFiles")
+        units = files | "ListUnits" >> beam.ParDo(_ListUnitsFn()).with_output_types(Unit)
+        # A big container lists on one worker: spread its members so every worker parses.
+        units = spread(units, "ReshuffleUnits")
+        parsed = units | "ParseUnits" >> beam.ParDo(self._parse)
+        # One file parses on one worker: spread its batches so downstream stages run wide.
+        parsed = spread(parsed, "ReshuffleParsed")
         return (
-            pbegin
-            | "MatchInputs" >> _MatchInputs(self._patterns)
-            # Matching yields all files in one bundle: spread them so containers list on many workers.
-            | "ReshuffleFiles" >> beam.Reshuffle()
-            | "ListUnits" >> beam.ParDo(_ListUnitsFn()).with_output_types(Unit)
-            # A big container lists on one worker: spread its members so every worker parses.
-            | "ReshuffleUnits" >> beam.Reshuffle()
-            | "ParseUnits" >> beam.ParDo(self._parse)
-            # One file parses on one worker: spread its batches so downstream stages run wide.
-            | "ReshuffleParsed" >> beam.Reshuffle()
+            parsed
             | "RouteOutputs"
             >> beam.ParDo(_RouteFn())
             .with_output_types(list[Tweet])

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import apache_beam as beam
 from tweetmill.schemas.records import Tweet
 from tweetmill.transforms.common import TAG_DROPPED, DropCounter
+from tweetmill.transforms.progress import reporter
 
 # Tagged output of dropped tweets, ``(stage, reason, Tweet)``: batch stages always emit them (the
 # audit samples them), shuffle stages only when the run writes every dropped tweet.
@@ -151,9 +152,12 @@ class _StageFn(beam.DoFn):
     def setup(self) -> None:
         self._stage.setup()
         self._drops = DropCounter(self._stage.name)
+        self._progress = reporter()  # None unless a local run is watched (transforms/progress.py)
 
     def process(self, batch: list[Tweet]) -> Iterator:
         kept, dropped = run_stage(self._stage, batch)
+        if self._progress is not None:
+            self._progress.report(self._stage.name, i=len(batch), d=len(dropped))
         if kept:
             yield kept
         yield from self._drops.emit(drop_counts(dropped))

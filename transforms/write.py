@@ -27,13 +27,7 @@ import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from tweetmill.schemas.manifest import MANIFEST_NAME, Counts, Manifest, ShardEntry, StageRecord, TokenizerInfo
 from tweetmill.schemas.records import DeadLetter, Tweet
-from tweetmill.schemas.shard import (
-    SHARD_FORMAT_VERSION,
-    SHARD_PREFIX,
-    shard_file_name,
-    shard_schema,
-    splitmix64,
-)
+from tweetmill.schemas.shard import SHARD_FORMAT_VERSION, shard_schema, splitmix64
 from tweetmill.schemas.shard_dir import (  # the shard directory's file names, in one place
     DROPPED_GLOB,
     DROPPED_SAMPLE_NAME,
@@ -41,9 +35,13 @@ from tweetmill.schemas.shard_dir import (  # the shard directory's file names, i
     ERRORS_GLOB,
     ID_CONFLICT_SAMPLE_NAME,
     NEAR_DUP_SAMPLE_NAME,
+    SHARD_DIR,
+    SHARD_LISTING_GLOBS,
     TEMP_PREFIX,
     TOKENIZER_NAME,
+    shard_path,
 )
+from tweetmill.transforms.progress import reporter
 from tweetmill.transforms.tokenize import read_tokenizer_bytes
 
 log = logging.getLogger(__name__)
@@ -150,7 +148,7 @@ def write_shard(spec: OutputSpec, index: int, num_shards: int, tweets: Iterable[
     )
     table = tweets_to_table(ordered, schema)
     data = serialize_table(table)
-    name = shard_file_name(index, num_shards)
+    name = shard_path(index, num_shards)
     temp_path = FileSystems.join(spec.temp_dir, name)
     write_bytes(temp_path, data)
     tokens = int(pc.sum(table.column("num_tokens")).as_py() or 0)
@@ -184,9 +182,15 @@ class _WriteShardFn(beam.DoFn):
     def __init__(self, spec: OutputSpec):
         self._spec = spec
 
+    def setup(self) -> None:
+        self._progress = reporter()  # None unless a local run is watched (transforms/progress.py)
+
     def process(self, keyed, num_shards: int) -> Iterator[WrittenFile]:
         index, tweets = keyed
-        yield write_shard(self._spec, index, num_shards, tweets)
+        written = write_shard(self._spec, index, num_shards, tweets)
+        if self._progress is not None:
+            self._progress.report("write", k=written.entry.rows)
+        yield written
 
 
 class WriteShards(beam.PTransform):
@@ -407,7 +411,7 @@ def publish(
     existing = {
         key(p): p
         for pattern in (
-            f"{SHARD_PREFIX}*",
+            *SHARD_LISTING_GLOBS,  # data/*, and the top-level shards of a run of the earlier layout
             ERRORS_GLOB,
             TOKENIZER_NAME,
             DROPPED_GLOB,
@@ -428,7 +432,8 @@ def publish(
     stale = sorted(p for k, p in existing.items() if k not in already_moved)
     if stale:
         FileSystems.delete(stale)
-    for folder in sorted({name.split("/", 1)[0] for name, _, _ in listed_files if "/" in name}):
+    folders = {SHARD_DIR, *(name.split("/", 1)[0] for name, _, _ in listed_files if "/" in name)}
+    for folder in sorted(folders):
         _ensure_dir(FileSystems.join(out, folder))
     if moves:
         FileSystems.rename([s for s, _ in moves], [t for _, t in moves])
@@ -444,7 +449,7 @@ def publish(
 def fill_missing_shards(spec: OutputSpec, written: list[WrittenFile], num_shards: int) -> list[WrittenFile]:
     """Empty shards for indices no tweet hashed to, so the set is always ``-of-N`` complete."""
     present = {w.entry.file for w in written}
-    missing = [i for i in range(num_shards) if shard_file_name(i, num_shards) not in present]
+    missing = [i for i in range(num_shards) if shard_path(i, num_shards) not in present]
     return written + [write_shard(spec, i, num_shards, []) for i in missing]
 
 
