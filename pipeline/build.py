@@ -25,7 +25,8 @@ from tweetmill.pipeline.outputs import (
     remove_temps,
     run_failure,
 )
-from tweetmill.pipeline.progress import ProgressOptions, RunWatch
+from tweetmill.pipeline.progress import ProgressOptions
+from tweetmill.pipeline.run_watch import RunWatch
 from tweetmill.pipeline.shard_io import read_manifest
 from tweetmill.pipeline.user_filters import pickle_by_value
 from tweetmill.schemas.manifest import Manifest, StageRecord, TokenizerInfo
@@ -277,7 +278,7 @@ def run(
     removes the ``_tmp-*`` directories that crashed runs left in it.
 
     ``progress`` (the CLI's): show the run's progress, and make Ctrl-C stop a local run cleanly: a
-    plain ``KeyboardInterrupt`` once the temporary directory is removed (``pipeline/progress.py``).
+    plain ``KeyboardInterrupt`` once the temporary directory is removed (``pipeline/run_watch.py``).
     """
     beam_args = list(beam_args or [])
     options = PipelineOptions(beam_args)

@@ -57,9 +57,10 @@ def _cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from rich.console import Console
     from tweetmill.pipeline.build import run
     from tweetmill.pipeline.dataflow import RunnerOptionsError
+    from tweetmill.pipeline.interrupt import INTERRUPTED_LINE, quiet_teardown
     from tweetmill.pipeline.options import config_from_args
     from tweetmill.pipeline.preflight import input_problems, tokenizer_problem
-    from tweetmill.pipeline.progress import INTERRUPTED_LINE, progress_from_args, quiet_teardown
+    from tweetmill.pipeline.progress import progress_from_args
     from tweetmill.pipeline.report import print_run_report, rejection_reasons
     from tweetmill.transforms.write import AccountingError
 
@@ -197,6 +198,30 @@ def _cmd_train_tokenizer(args: argparse.Namespace, _: list[str]) -> int:
     return EXIT_OK
 
 
+def _cmd_export(args: argparse.Namespace, _: list[str]) -> int:
+    from rich.console import Console
+    from tweetmill.pipeline.export import ExportError, export, format_problem
+    from tweetmill.pipeline.preflight import shard_dir_problem
+
+    _require(format_problem(args.to, dtype=args.dtype), shard_dir_problem(args.shards))
+    try:
+        summary = export(
+            args.shards,
+            args.out,
+            args.to,
+            val_fraction=args.val_fraction,
+            dtype=args.dtype,
+            overwrite=args.overwrite,
+        )
+    except ExportError as exc:
+        raise UserError(str(exc)) from exc
+    splits = ", ".join(
+        f"{s} {c['documents']} documents / {c['tokens']} tokens" for s, c in summary["splits"].items()
+    )
+    Console().print(f"exported {args.to} ({summary['dtype']}) → {plain(args.out)}: {splits}", markup=False)
+    return EXIT_OK
+
+
 def _train_command(name: str):
     """Subcommands from gpu_train, imported only when used (torch is an optional extra)."""
 
@@ -223,8 +248,10 @@ COMMANDS: dict[str, str] = {
     "sample": "decoded example tweets from a shard directory",
     "verify": "check every shard against the manifest (sha256, rows, tokens, schema, run)",
     "train-tokenizer": "train a byte-level BPE tokenizer on tweet files",
+    "export": "a shard directory as Megatron-LM (.bin/.idx) or nanoGPT (train.bin/val.bin) files",
     "train": "train a causal LM on a shard directory (needs tweetmill[train])",
     "generate": "generate text from a trained checkpoint (needs tweetmill[train])",
+    "export-hf": "a trained checkpoint as a transformers model directory (needs tweetmill[train])",
 }
 TRAIN_COMMANDS = ("train", "generate")  # from gpu_train; need torch
 _DEFAULT_LOG_LEVEL = {"train": "info"}  # the others: warning
@@ -300,6 +327,34 @@ def _train_tokenizer_arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.set_defaults(handler=_cmd_train_tokenizer)
 
 
+def _export_arguments(cmd: argparse.ArgumentParser) -> None:
+    from tweetmill.gpu_train.cli import number_in
+    from tweetmill.pipeline.export import DEFAULT_VAL_FRACTION, FORMATS, NANOGPT_DTYPES
+
+    cmd.description = (
+        "Write the shards' documents (EOS kept at each end) as another trainer's files, shard by shard, "
+        "with the validation split of tweetmill train and the tokenizer; see docs/export.md."
+    )
+    cmd.add_argument("shards", help=_SHARDS_HELP)
+    cmd.add_argument(
+        "--to", required=True, choices=FORMATS, help="the format (mds, hf-dataset: not built yet)"
+    )
+    cmd.add_argument("out", help="output directory (local), created if missing")
+    cmd.add_argument(
+        "--val-fraction",
+        type=number_in(0, 1, high_open=True),
+        default=DEFAULT_VAL_FRACTION,
+        help="share of tweet ids held out, as tweetmill train --val-fraction (default: %(default)s)",
+    )
+    cmd.add_argument(
+        "--dtype",
+        choices=tuple(NANOGPT_DTYPES),
+        help="nanogpt token files: uint16 (default, nanoGPT's) or uint32 for vocabularies above 65536",
+    )
+    cmd.add_argument("--overwrite", action="store_true", help="replace an earlier export in OUT")
+    cmd.set_defaults(handler=_cmd_export)
+
+
 def _gpu_train_arguments(name: str):
     def add(cmd: argparse.ArgumentParser) -> None:
         if importlib.util.find_spec("torch") is None:
@@ -312,13 +367,37 @@ def _gpu_train_arguments(name: str):
     return add
 
 
+def _export_hf_arguments(cmd: argparse.ArgumentParser) -> None:
+    if importlib.util.find_spec("torch") is None:
+        raise UserError("tweetmill export-hf needs torch: pip install 'tweetmill[train]'")
+    from tweetmill.gpu_train.export_hf import add_arguments
+
+    cmd.description = (
+        "Write CHECKPOINT as a transformers GPT2LMHeadModel directory (safetensors, config, tokenizer) "
+        "for AutoModelForCausalLM / AutoTokenizer.from_pretrained(OUT); see docs/export.md."
+    )
+    add_arguments(cmd)
+    cmd.set_defaults(handler=_cmd_export_hf)
+
+
+def _cmd_export_hf(args: argparse.Namespace, _: list[str]) -> int:
+    from tweetmill.gpu_train import export_hf
+
+    try:
+        return export_hf.run(args) or EXIT_OK
+    except export_hf.user_errors() as exc:
+        raise UserError(str(exc)) from exc
+
+
 _ARGUMENTS = {
     "run": _run_arguments,
     "stats": _stats_arguments,
     "sample": _sample_arguments,
     "verify": _verify_arguments,
     "train-tokenizer": _train_tokenizer_arguments,
+    "export": _export_arguments,
     **{name: _gpu_train_arguments(name) for name in TRAIN_COMMANDS},
+    "export-hf": _export_hf_arguments,
 }
 
 

@@ -21,17 +21,16 @@ from typing import Any
 
 import numpy as np
 from tweetmill.pipeline.shard_io import load_shard_tokenizer, read_manifest
+from tweetmill.pipeline.stats_authors import AuthorCounter
+from tweetmill.pipeline.stats_hashtags import HashtagCounter
 from tweetmill.pipeline.stats_print import print_stats
+from tweetmill.pipeline.stats_removed import Removed, read_removed
 from tweetmill.pipeline.stats_scan import (
     CHARS_CAP,
     FLAG_COLUMNS,
     SCORE_BINS,
     Accumulator,
-    AuthorCounter,
-    HashtagCounter,
-    Removed,
     default_workers,
-    read_removed,
     scan,
 )
 from tweetmill.schemas import records as R

@@ -10,6 +10,7 @@ A finished directory holds::
     manifest.json                         written last: the run is complete when it exists
     data/shard-00000-of-00004.arrow ...   the training shards (schemas/shard.py), and nothing else
     tokenizer.json                        the run's tokenizer, so the shards decode on their own
+    tokenizer_config.json                 its special tokens, for ``transformers.AutoTokenizer``
     errors/errors-00000-of-00016.jsonl    dead letters, when there were any
     near_duplicates.sample.jsonl ...      samples for inspection (``Manifest.side_files``)
     dropped/dropped-00000-of-....jsonl    every dropped tweet, with ``--write-dropped``
@@ -28,12 +29,13 @@ so readers join what it lists and read both layouts.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import posixpath
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -67,6 +69,7 @@ __all__ = [
     "SHARD_GLOB",
     "SHARD_LISTING_GLOBS",
     "TEMP_PREFIX",
+    "TOKENIZER_CONFIG_NAME",
     "TOKENIZER_NAME",
     "ManifestMissing",
     "MetadataMismatch",
@@ -82,6 +85,7 @@ __all__ = [
     "read_manifest",
     "shard_path",
     "shard_paths_problem",
+    "tokenizer_config",
     "tokenizer_matches",
     "unlisted_shard_files",
 ]
@@ -89,6 +93,7 @@ __all__ = [
 # --- the file names ---------------------------------------------------------------------------------
 
 TOKENIZER_NAME = "tokenizer.json"  # a copy of the run's tokenizer, so the shards decode on their own
+TOKENIZER_CONFIG_NAME = "tokenizer_config.json"  # its special tokens, for transformers' AutoTokenizer
 ERRORS_DIR = "errors"  # dead letters: errors/errors-00000-of-00016.jsonl ...
 ERRORS_GLOB = f"{ERRORS_DIR}/errors-*"
 NEAR_DUP_SAMPLE_NAME = "near_duplicates.sample.jsonl"  # removed near-duplicate pairs, for inspection
@@ -169,6 +174,34 @@ def check_shard_format(manifest: Manifest, where: str) -> None:
 def tokenizer_matches(raw: bytes, manifest: Manifest) -> bool:
     """Whether the ``tokenizer.json`` bytes ``raw`` are the run's tokenizer (its sha256)."""
     return hashlib.sha256(raw).hexdigest() == manifest.tokenizer.sha256
+
+
+# Pad tokens a tokenizer.json may declare (the bundled one has ``<|pad|>``); without one, EOS pads.
+PAD_CANDIDATES = ("<|pad|>", "<pad>", "[PAD]", "<|padding|>", "<|finetune_right_pad_id|>")
+NO_LENGTH_LIMIT = int(1e30)  # transformers' "no limit" (VERY_LARGE_INTEGER): the limit is the model's
+
+
+def tokenizer_config(
+    tokenizer_json: bytes, eos_token: str, *, model_max_length: int = NO_LENGTH_LIMIT
+) -> dict[str, Any]:
+    """``tokenizer_config.json`` for ``tokenizer_json``: ``AutoTokenizer`` then knows EOS and pad.
+
+    The pad token is the first of ``PAD_CANDIDATES`` among the tokenizer's added tokens, else EOS
+    (then mask padding with ``attention_mask``, never by token id: EOS is a real token). BOS is
+    EOS, as in GPT-2: documents are separated by EOS only, and nothing adds either token on encode
+    (the tokenizer has no post-processor), so ``tokenizer(text)`` gives the ids the shards hold.
+    """
+    doc = json.loads(tokenizer_json)
+    added = [t.get("content") for t in doc.get("added_tokens") or []]
+    pad = next((t for t in PAD_CANDIDATES if t in added), None)
+    return {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": eos_token,
+        "eos_token": eos_token,
+        "pad_token": pad or eos_token,
+        "model_max_length": model_max_length,
+        "clean_up_tokenization_spaces": False,
+    }
 
 
 # --- the layout -------------------------------------------------------------------------------------

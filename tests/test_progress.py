@@ -1,9 +1,12 @@
 """Progress of ``tweetmill run`` and Ctrl-C: the side channel (``transforms/progress.py``), the monitor
-and its lines (``pipeline/progress.py``), Dataflow's job watch, and real runs in a subprocess."""
+and its lines (``pipeline/progress.py``), the run's folder and variables (``pipeline/run_watch.py``),
+the worker processes' ``sitecustomize`` (``pipeline/interrupt.py``), Dataflow's job watch
+(``pipeline/remote_watch.py``), and real runs in a subprocess."""
 
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import re
 import signal
@@ -20,7 +23,7 @@ from apache_beam.metrics.metricbase import MetricName
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 from conftest import REPO_ROOT
-from tweetmill.pipeline import progress
+from tweetmill.pipeline import interrupt, progress, remote_watch, run_watch
 from tweetmill.schemas.manifest import MANIFEST_NAME, Manifest
 from tweetmill.transforms import progress as reports
 from tweetmill.transforms.common import METRICS_NAMESPACE
@@ -118,8 +121,49 @@ def test_folders_of_runs_killed_before_their_cleanup_are_removed(tmp_path, monke
     )
     for folder in (dead, alive, tmp_path / "tweetmill-runner", tmp_path / "other"):
         (folder / "progress").mkdir(parents=True)
-    progress.remove_stale_folders()
+    run_watch.remove_stale_folders()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, "tweetmill-runner", "other"])
+
+
+@pytest.mark.parametrize("own_site", [True, False], ids=["a-sitecustomize-of-its-own", "none"])
+def test_the_worker_site_leaves_ctrl_c_to_the_run_and_nothing_of_itself(tmp_path, monkeypatch, own_site):
+    """A worker process (here a bare Python) under the run's ``sitecustomize``: it ignores SIGINT and
+    leaves its pid; its ``sys.path``, ``PYTHONPATH`` and the pid folder's variable are as if the run
+    had set nothing, so what it starts imports nothing of the run; a ``sitecustomize`` it hides runs."""
+    site, pids, user = tmp_path / "site", tmp_path / "workers", tmp_path / "user"
+    for folder in (site, pids, user):
+        folder.mkdir()
+    if own_site:
+        (user / "sitecustomize.py").write_text("import os\nos.environ['OWN_SITE'] = 'ran'\n")
+        monkeypatch.setenv("PYTHONPATH", str(user))
+    else:
+        monkeypatch.delenv("PYTHONPATH", raising=False)
+    monkeypatch.delenv("OWN_SITE", raising=False)
+    env = {**os.environ, **interrupt.WorkerProcesses(str(pids)).environment(str(site))}
+    probe = (
+        "import json, os, signal, sys; print(json.dumps([os.getpid(), "
+        "signal.getsignal(signal.SIGINT) == signal.SIG_IGN, os.environ.get('OWN_SITE'), "
+        f"os.environ.get('PYTHONPATH'), os.environ.get({interrupt.ENV_WORKER_PIDS!r}), "
+        f"{str(site)!r} in sys.path]))"
+    )
+    found = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    pid, ignores_sigint, own, path, pid_folder, site_on_path = json.loads(found.stdout)
+    assert ignores_sigint and not site_on_path and pid_folder is None
+    assert (own, path) == (("ran", str(user)) if own_site else (None, None))
+    assert interrupt.WorkerProcesses(str(pids)).pids() == [pid]
+
+
+def test_a_multi_process_run_sets_its_variables_and_folder_only_while_it_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", "/own/path")
+    monkeypatch.delenv(interrupt.ENV_WORKER_PIDS, raising=False)
+    options = PipelineOptions(["--direct_num_workers", "2", "--direct_running_mode", "multi_processing"])
+    with run_watch.RunWatch(progress.ProgressOptions(show=False), options, []):
+        site, own = os.environ["PYTHONPATH"].split(os.pathsep)
+        assert own == "/own/path" and (Path(site) / "sitecustomize.py").is_file()
+        assert Path(os.environ[interrupt.ENV_WORKER_PIDS]).is_dir()
+    assert os.environ["PYTHONPATH"] == "/own/path" and interrupt.ENV_WORKER_PIDS not in os.environ
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- the monitor's lines ---------------------------------------------------------------------------
@@ -257,7 +301,7 @@ def test_dataflow_job_id_url_states_and_growing_counters():
     )
     stream, sleeps = _Stream(), []
     options = progress.ProgressOptions(interval=30, stream=stream)
-    assert progress.watch_remote(result, DATAFLOW, options, sleep=sleeps.append) == PipelineState.DONE
+    assert remote_watch.watch_remote(result, DATAFLOW, options, sleep=sleeps.append) == PipelineState.DONE
     assert result.waited and sleeps == [30, 30, 30]
     lines = [re.sub(r"^\[\d+:\d\d\] ", "", line) for line in stream.lines]
     assert lines == [
@@ -274,8 +318,8 @@ def test_dataflow_job_id_url_states_and_growing_counters():
 
 def test_ctrl_c_while_waiting_for_dataflow_leaves_the_job_running():
     result = FakeDataflowResult([PipelineState.RUNNING], [{}], interrupt_at=1)
-    watch = progress.RunWatch(progress.ProgressOptions(stream=_Stream()), DATAFLOW, [])
-    with pytest.raises(progress.RemoteDetached) as caught, watch:
+    watch = run_watch.RunWatch(progress.ProgressOptions(stream=_Stream()), DATAFLOW, [])
+    with pytest.raises(remote_watch.RemoteDetached) as caught, watch:
         watch.wait(result)
     assert watch.detached and not result.waited
     assert "goes on" in caught.value.message
@@ -375,7 +419,7 @@ def test_ctrl_c_stops_cleanly(tmp_path, workers):
     collector.join(timeout=10)
 
     after = [line for line in lines[shown:] if not PROGRESS_LINE.match(line)]
-    assert after == [progress.INTERRUPTED_LINE], "\n".join(lines)
+    assert after == [interrupt.INTERRUPTED_LINE], "\n".join(lines)
     assert "nothing was published" in after[0]
     assert not any("Traceback" in line or "KeyboardInterrupt" in line for line in lines), "\n".join(lines)
     if not workers:  # worker processes log their start on their own; the main process only this

@@ -30,13 +30,17 @@ from conftest import shared_data
 from rich.console import Console
 from tweetmill.pipeline.build import run
 from tweetmill.pipeline.cli import main as cli_main
-from tweetmill.pipeline.html_report import compact, funnel_plot, languages_plot, render_html
+from tweetmill.pipeline.html_report import render_html
 from tweetmill.pipeline.options import RunConfig
 from tweetmill.pipeline.report import print_run_report
+from tweetmill.pipeline.report_charts import compact
+from tweetmill.pipeline.report_plots import funnel_plot, languages_plot
 from tweetmill.pipeline.sample import sample
 from tweetmill.pipeline.stats import LEGACY_FUNNEL_STAGES, compute_stats, funnel
+from tweetmill.pipeline.stats_authors import AuthorCounter
+from tweetmill.pipeline.stats_hashtags import HashtagCounter
 from tweetmill.pipeline.stats_print import funnel_table
-from tweetmill.pipeline.stats_scan import Accumulator, AuthorCounter, HashtagCounter, string_layout
+from tweetmill.pipeline.stats_scan import Accumulator, string_layout
 from tweetmill.pipeline.verify import verify
 from tweetmill.schemas.manifest import MANIFEST_NAME, Counts, Manifest, ShardEntry, StageRecord, TokenizerInfo
 from tweetmill.schemas.shard_dir import DROPPED_SAMPLE_NAME, NEAR_DUP_SAMPLE_NAME, TOKENIZER_NAME

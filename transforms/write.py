@@ -38,8 +38,10 @@ from tweetmill.schemas.shard_dir import (  # the shard directory's file names, i
     SHARD_DIR,
     SHARD_LISTING_GLOBS,
     TEMP_PREFIX,
+    TOKENIZER_CONFIG_NAME,
     TOKENIZER_NAME,
     shard_path,
+    tokenizer_config,
 )
 from tweetmill.transforms.progress import reporter
 from tweetmill.transforms.tokenize import read_tokenizer_bytes
@@ -375,6 +377,17 @@ def temp_dirs(output: str) -> list[TempDir]:
     return [TempDir(path, len(times), max(times) or None) for path, times in sorted(groups.items())]
 
 
+def tokenizer_config_bytes(tokenizer_json: bytes, eos_token: str) -> bytes:
+    """``tokenizer_config.json`` beside the shards: ``AutoTokenizer.from_pretrained(out)`` then knows
+    EOS and pad (EOS pads when the tokenizer has no pad token; the log says so)."""
+    config = tokenizer_config(tokenizer_json, eos_token)
+    if config["pad_token"] == eos_token:
+        log.info(
+            "the tokenizer has no pad token: %s declares EOS (%s) as pad", TOKENIZER_CONFIG_NAME, eos_token
+        )
+    return (json.dumps(config, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
 def publish(
     spec: OutputSpec,
     written: list[WrittenFile],
@@ -392,7 +405,12 @@ def publish(
     manifest_path = FileSystems.join(out, MANIFEST_NAME)
     if FileSystems.exists(manifest_path):
         FileSystems.delete([manifest_path])  # the directory stops looking complete first
-    side_files = {TOKENIZER_NAME: read_tokenizer_bytes(spec.tokenizer.source), **(extras or {})}
+    tokenizer = read_tokenizer_bytes(spec.tokenizer.source)
+    side_files = {
+        TOKENIZER_NAME: tokenizer,
+        TOKENIZER_CONFIG_NAME: tokenizer_config_bytes(tokenizer, spec.tokenizer.eos_token),
+        **(extras or {}),
+    }
     for name, data in side_files.items():
         write_bytes(FileSystems.join(spec.temp_dir, name), data)
     sources = (
@@ -414,6 +432,7 @@ def publish(
             *SHARD_LISTING_GLOBS,  # data/*, and the top-level shards of a run of the earlier layout
             ERRORS_GLOB,
             TOKENIZER_NAME,
+            TOKENIZER_CONFIG_NAME,
             DROPPED_GLOB,
             NEAR_DUP_SAMPLE_NAME,
             ID_CONFLICT_SAMPLE_NAME,
@@ -482,7 +501,7 @@ class _FinalizeFn(beam.DoFn):
             stages=stages,
             inputs=list(inputs),
         )
-        manifest.side_files = [TOKENIZER_NAME, *extras]
+        manifest.side_files = [TOKENIZER_NAME, TOKENIZER_CONFIG_NAME, *extras]
         manifest.dropped_files = sorted(name for name, _, _ in dropped_files)
         check_balance(manifest.counts)
         per_file = sum(f["records"] for f in manifest.inputs)
