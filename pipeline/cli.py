@@ -228,12 +228,38 @@ def _train_command(name: str):
     def handler(args: argparse.Namespace, _: list[str]) -> int:
         from tweetmill.gpu_train import cli as train_cli
 
+        if name == "train":
+            from tweetmill.pipeline.shard_cache import is_remote
+
+            if is_remote(args.data):  # gs://...: the trainer reads a local copy (and never imports Beam)
+                args.data = _cached_shards(args.data, args)
         try:
             return getattr(train_cli, f"run_{name}")(args) or EXIT_OK
         except train_cli.user_errors() as exc:
             raise UserError(*getattr(exc, "problems", [str(exc)])) from exc
 
     return handler
+
+
+def _cached_shards(source: str, args: argparse.Namespace) -> str:
+    """The local cache directory holding ``source``'s shards, synced (pipeline/shard_cache.py)."""
+    from tweetmill.pipeline.shard_cache import CacheError, sync
+    from tweetmill.schemas.shard_dir import ShardDirError
+
+    try:
+        result = sync(
+            source, args.cache_dir, max_bytes=args.cache_max_bytes, full_check=bool(args.verify)
+        )
+    except (CacheError, ShardDirError, OSError) as exc:
+        raise UserError(str(exc)) from exc
+    return str(result.path)
+
+
+def _cmd_fetch(args: argparse.Namespace, _: list[str]) -> int:
+    from tweetmill.pipeline.shard_cache import is_remote
+
+    print(_cached_shards(args.shards, args) if is_remote(args.shards) else args.shards)
+    return EXIT_OK
 
 
 # --- the command line -----------------------------------------------------------------------------
@@ -249,6 +275,7 @@ COMMANDS: dict[str, str] = {
     "verify": "check every shard against the manifest (sha256, rows, tokens, schema, run)",
     "train-tokenizer": "train a byte-level BPE tokenizer on tweet files",
     "export": "a shard directory as Megatron-LM (.bin/.idx) or nanoGPT (train.bin/val.bin) files",
+    "fetch": "copy a shard directory on gs:// (any Beam filesystem) into the local cache; print its path",
     "train": "train a causal LM on a shard directory (needs tweetmill[train])",
     "generate": "generate text from a trained checkpoint (needs tweetmill[train])",
     "export-hf": "a trained checkpoint as a transformers model directory (needs tweetmill[train])",
@@ -332,12 +359,13 @@ def _export_arguments(cmd: argparse.ArgumentParser) -> None:
     from tweetmill.pipeline.export import DEFAULT_VAL_FRACTION, FORMATS, NANOGPT_DTYPES
 
     cmd.description = (
-        "Write the shards' documents (EOS kept at each end) as another trainer's files, shard by shard, "
-        "with the validation split of tweetmill train and the tokenizer; see docs/export.md."
+        "Write the shards' documents (EOS kept at each end) as Megatron-LM, nanoGPT or Hugging Face "
+        "datasets files, shard by shard, with the validation split of tweetmill train and the "
+        "tokenizer; see docs/export.md."
     )
     cmd.add_argument("shards", help=_SHARDS_HELP)
     cmd.add_argument(
-        "--to", required=True, choices=FORMATS, help="the format (mds, hf-dataset: not built yet)"
+        "--to", required=True, choices=FORMATS, help="the format (mds: not built yet)"
     )
     cmd.add_argument("out", help="output directory (local), created if missing")
     cmd.add_argument(
@@ -355,6 +383,43 @@ def _export_arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.set_defaults(handler=_cmd_export)
 
 
+def _cache_arguments(cmd: argparse.ArgumentParser) -> None:
+    from tweetmill.pipeline.shard_cache import parse_size
+
+    def size(text: str) -> int:
+        try:
+            return parse_size(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    cmd.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="local copy of shards on gs:// or another Beam filesystem (default: "
+        "$TWEETMILL_CACHE/<key>, else ~/.cache/tweetmill/shards/<key>; key: the manifest's sha256)",
+    )
+    cmd.add_argument(
+        "--cache-max-bytes",
+        type=size,
+        metavar="SIZE",
+        help="bound of all cached shard sets beside it, e.g. 50G: the least recently used are evicted "
+        "first; a shard set larger on its own is refused",
+    )
+
+
+def _fetch_arguments(cmd: argparse.ArgumentParser) -> None:
+    cmd.description = (
+        "Copy the shards, tokenizer.json and tokenizer_config.json of a shard directory on a Beam "
+        "filesystem into a local cache, each checked by sha256 against the manifest, and print the "
+        "local path (a local SHARDS is printed as is), e.g. for torchrun -m tweetmill.gpu_train "
+        '"$(tweetmill fetch gs://bucket/shards)". A second call fetches only what is missing or changed.'
+    )
+    cmd.add_argument("shards", help=_SHARDS_HELP)
+    _cache_arguments(cmd)
+    cmd.add_argument("--verify", action="store_true", help="hash the cached files again, not just stat them")
+    cmd.set_defaults(handler=_cmd_fetch)
+
+
 def _gpu_train_arguments(name: str):
     def add(cmd: argparse.ArgumentParser) -> None:
         if importlib.util.find_spec("torch") is None:
@@ -362,6 +427,8 @@ def _gpu_train_arguments(name: str):
         from tweetmill.gpu_train import cli as train_cli
 
         getattr(train_cli, f"add_{name}_arguments")(cmd)
+        if name == "train":
+            _cache_arguments(cmd)
         cmd.set_defaults(handler=_train_command(name))
 
     return add
@@ -396,6 +463,7 @@ _ARGUMENTS = {
     "verify": _verify_arguments,
     "train-tokenizer": _train_tokenizer_arguments,
     "export": _export_arguments,
+    "fetch": _fetch_arguments,
     **{name: _gpu_train_arguments(name) for name in TRAIN_COMMANDS},
     "export-hf": _export_hf_arguments,
 }

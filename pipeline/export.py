@@ -1,4 +1,4 @@
-"""``tweetmill export``: a shard directory as Megatron-LM or nanoGPT training files.
+"""``tweetmill export``: a shard directory as Megatron-LM, nanoGPT or Hugging Face datasets files.
 
 Streams shard by shard and record batch by record batch (memory flat in the corpus size: one record
 batch's tokens and write buffers at a time), keeps document boundaries (every document keeps its
@@ -15,9 +15,11 @@ copies the tokenizer beside the files.
 * ``nanogpt``: nanoGPT's ``prepare.py`` layout, ``train.bin`` and ``val.bin`` of flat uint16 token
   ids (``--dtype uint32`` for vocabularies above 65536, which nanoGPT's ``get_batch`` then has to
   read as such), and ``meta.pkl`` with ``vocab_size`` (what nanoGPT's ``train.py`` reads from it).
+* ``hf-dataset``: a ``datasets.DatasetDict`` as ``save_to_disk`` writes it (splits ``train`` and
+  ``validation``, one Arrow stream file per source shard), see ``export_hf_dataset``.
 
 Validation documents are written in shard order, not in the trainer's order (sorted by tweet id):
-the same documents, and neither Megatron nor nanoGPT reads them in file order.
+the same documents, and none of these readers needs them in the trainer's order.
 
 Everything is written into ``OUT/_tmp-export/`` and moved up when complete; ``export.json`` (the
 source's fingerprint, the format, counts per split) is written last.
@@ -39,12 +41,13 @@ from typing import BinaryIO
 import numpy as np
 import pyarrow as pa
 from tweetmill.gpu_train.data import dataset_fingerprint, val_mask
+from tweetmill.pipeline import export_hf_dataset as hfd
 from tweetmill.schemas import check_shard_schema
 from tweetmill.schemas import shard_dir as sd
 from tweetmill.schemas.manifest import Manifest
 
 FORMATS = ("megatron", "nanogpt", "mds", "hf-dataset")
-BUILT_FORMATS = ("megatron", "nanogpt")
+BUILT_FORMATS = ("megatron", "nanogpt", "hf-dataset")
 DEFAULT_VAL_FRACTION = 0.01  # gpu_train.train.TrainConfig.val_fraction (that module needs torch)
 EXPORT_JSON = "export.json"
 TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
@@ -165,12 +168,13 @@ def _opener(shard_dir: str) -> tuple[Callable[[str], AbstractContextManager], Ca
 
 def _batches(
     shard_dir: str, manifest: Manifest, open_shard
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(ids, offsets, token values) of every record batch of every shard, in manifest order, each
+) -> Iterator[tuple[int, pa.RecordBatch, np.ndarray, np.ndarray, np.ndarray]]:
+    """(shard index, record batch, ids, offsets, token values) of every non-empty record batch of
+    every shard, in manifest order, each
     shard checked against the manifest (schema, run metadata, rows, tokens) and every document
     against the tokenizer (ends with EOS, ids inside the vocabulary)."""
     vocab, eos = manifest.tokenizer.vocab_size, manifest.tokenizer.eos_id
-    for entry in manifest.shards:
+    for k, entry in enumerate(manifest.shards):
         path = sd.join(shard_dir, entry.file)
         rows = tokens = 0
         try:
@@ -205,7 +209,7 @@ def _batches(
                         )
                     rows += batch.num_rows
                     tokens += len(values)
-                    yield batch.column(id_at).to_numpy(), offsets, values
+                    yield k, batch, batch.column(id_at).to_numpy(), offsets, values
         except (OSError, pa.ArrowException) as exc:
             raise ExportError(
                 f"{path}: cannot be read ({exc}); tweetmill verify {shard_dir} says why"
@@ -303,14 +307,19 @@ def export(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     counts = {split: SplitCounts() for split in ("train", "valid")}
-    if fmt == "megatron":
+    hf = None
+    if fmt == "hf-dataset":
+        np_dtype = np.dtype(np.int32)  # the shards' token type, kept
+        hf = hfd.HFDatasetWriter(tmp, len(manifest.shards), dataset_fingerprint(manifest))
+        writers = {}
+    elif fmt == "megatron":
         np_dtype = np.dtype(np.uint16 if tok.vocab_size < MEGATRON_UINT16_BELOW else np.int32)
         writers = {s: _MegatronWriter(tmp, MEGATRON_PREFIXES[s], np_dtype) for s in counts}
     else:
         np_dtype = NANOGPT_DTYPES[dtype or "uint16"]
         writers = {s: _NanoGPTWriter(tmp, NANOGPT_FILES[s], np_dtype) for s in counts}
     try:
-        for ids, offsets, values in _batches(shard_dir, manifest, open_shard):
+        for k, batch, ids, offsets, values in _batches(shard_dir, manifest, open_shard):
             lengths = np.diff(offsets)
             held = val_mask(ids, val_fraction)
             if not held.any():
@@ -321,14 +330,23 @@ def export(
                     "train": (values[~token_held], lengths[~held]),
                     "valid": (values[token_held], lengths[held]),
                 }
+            if hf is not None:
+                for split in parts:
+                    rows = batch if len(parts) == 1 else batch.filter(held if split == "valid" else ~held)
+                    hf.write(k, split, rows, rows.column("tokens"))
             for split, (v, n) in parts.items():
-                writers[split].write(v, n)
+                if hf is None:
+                    writers[split].write(v, n)
                 counts[split].documents += len(n)
                 counts[split].tokens += len(v)
         for w in writers.values():
             w.close()
         for split, w in writers.items():
             counts[split].files = w.files
+        if hf is not None:
+            hf.close()
+            for split, files in hf.files.items():
+                counts[split].files = files
         if fmt == "nanogpt":
             meta = {"vocab_size": tok.vocab_size, "eos_id": tok.eos_id, "dtype": np_dtype.name}
             with open(tmp / "meta.pkl", "wb") as f:
@@ -354,14 +372,20 @@ def export(
                 s: {"documents": c.documents, "tokens": c.tokens, "files": c.files} for s, c in counts.items()
             },
         }
+        previous = hfd.previous_export_paths(out) if overwrite else []
+        for p in tmp.iterdir():
+            if (out / p.name).is_dir() and out / p.name not in previous:
+                raise ExportError(f"{out / p.name}: a directory that no earlier export wrote is in the way")
         if out.exists() and overwrite:
             for name in _previous_export_files(out):
                 (out / name).unlink()
+            for path in previous:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
         for p in sorted(tmp.iterdir()):
             os.replace(p, out / p.name)
         (out / EXPORT_JSON).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     finally:
-        for w in writers.values():  # after a failure: closing twice is harmless
+        for w in [*writers.values(), *([hf] if hf else [])]:  # after a failure: closing twice is harmless
             for f in w.handles:
                 f.close()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -158,10 +158,12 @@ def test_cli(shards: Path, tmp_path: Path, capsys) -> None:
     assert "train" in capsys.readouterr().out
     _, seqs, _ = read_megatron(tmp_path / "m" / "train_text_document")
     _same(seqs, _expected(shards)[0])
-    assert main(["export", str(shards), "--to", "hf-dataset", str(tmp_path / "h")]) == 2
+    assert main(["export", str(shards), "--to", "mds", str(tmp_path / "h")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not built yet" in err[0]
     assert not (tmp_path / "h").exists()
+    assert main(["export", str(shards), "--to", "hf-dataset", str(tmp_path / "hf")]) == 0  # tests in
+    assert (tmp_path / "hf" / "dataset_dict.json").is_file()  # test_export_hf_dataset.py
     assert main(["export", str(shards), "--to", "megatron", "--dtype", "uint32", str(tmp_path / "d")]) == 2
     assert "--dtype is for --to nanogpt" in capsys.readouterr().err
 

@@ -151,8 +151,8 @@ def test_a_publish_that_fails_part_way_leaves_no_manifest_and_a_retry_completes(
     monkeypatch.setattr(write, "write_bytes", real_write_bytes)
     write.publish(spec, written, [], manifest)  # the retry: same written files, sources already moved
     assert read_manifest(config.output).shards == manifest.shards
-    assert gcs.object_names(BUCKET, "shards/retry/") == sorted(
-        [*moved, "shards/retry/manifest.json", "shards/retry/tokenizer.json"])
+    side = ("manifest.json", "tokenizer.json", "tokenizer_config.json")
+    assert gcs.object_names(BUCKET, "shards/retry/") == sorted([*moved, *(f"shards/retry/{n}" for n in side)])
 
 
 def test_beams_own_gcs_client_is_the_one_talking_to_the_emulator(gcs):
