@@ -16,6 +16,14 @@ $(BIN)/tweetmill: pyproject.toml
 	# forbids): the interop tests open the shards with it there (tests/test_interop.py).
 	$(PY) -m venv $(VENV)/hf
 	$(VENV)/hf/bin/pip install -q "datasets>=3"
+	# MosaicML streaming in a venv of its own (it pins numpy<2.2 and wants torchvision, transformers,
+	# cloud SDKs): the MDS export is read back with it (tests/test_export_mds.py). No dependencies from
+	# pip: the few `import streaming` needs, and this venv's CPU torch (and transformers) through a .pth.
+	$(PY) -m venv $(VENV)/mds
+	$(VENV)/mds/bin/pip install -q --no-deps mosaicml-streaming==0.13.0
+	$(VENV)/mds/bin/pip install -q "numpy<2.2" brotli python-snappy zstd "xxhash<4" pillow tqdm catalogue
+	$(VENV)/mds/bin/python -c "import pathlib, sysconfig; p = sysconfig.get_paths()['purelib']; \
+		pathlib.Path(p, 'tweetmill-torch.pth').write_text(p.replace('/mds/lib/', '/lib/', 1) + '\n')"
 	touch $@
 
 install: $(BIN)/tweetmill

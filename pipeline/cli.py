@@ -359,13 +359,16 @@ def _export_arguments(cmd: argparse.ArgumentParser) -> None:
     from tweetmill.pipeline.export import DEFAULT_VAL_FRACTION, FORMATS, NANOGPT_DTYPES
 
     cmd.description = (
-        "Write the shards' documents (EOS kept at each end) as Megatron-LM, nanoGPT or Hugging Face "
-        "datasets files, shard by shard, with the validation split of tweetmill train and the "
-        "tokenizer; see docs/export.md."
+        "Write the shards' documents (EOS kept at each end) as Megatron-LM, nanoGPT, MosaicML "
+        "streaming (MDS) or Hugging Face datasets files, shard by shard, with the validation split of "
+        "tweetmill train and the tokenizer; see docs/export.md."
     )
     cmd.add_argument("shards", help=_SHARDS_HELP)
     cmd.add_argument(
-        "--to", required=True, choices=FORMATS, help="the format (mds: not built yet)"
+        "--to",
+        required=True,
+        choices=FORMATS,
+        help="the format: Megatron-LM, nanoGPT, MosaicML streaming (MDS) or Hugging Face datasets",
     )
     cmd.add_argument("out", help="output directory (local), created if missing")
     cmd.add_argument(

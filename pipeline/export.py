@@ -1,4 +1,5 @@
-"""``tweetmill export``: a shard directory as Megatron-LM, nanoGPT or Hugging Face datasets files.
+"""``tweetmill export``: a shard directory as Megatron-LM, nanoGPT, Hugging Face datasets or MosaicML
+streaming (MDS) files.
 
 Streams shard by shard and record batch by record batch (memory flat in the corpus size: one record
 batch's tokens and write buffers at a time), keeps document boundaries (every document keeps its
@@ -17,6 +18,9 @@ copies the tokenizer beside the files.
   read as such), and ``meta.pkl`` with ``vocab_size`` (what nanoGPT's ``train.py`` reads from it).
 * ``hf-dataset``: a ``datasets.DatasetDict`` as ``save_to_disk`` writes it (splits ``train`` and
   ``validation``, one Arrow stream file per source shard), see ``export_hf_dataset``.
+* ``mds``: MosaicML streaming's MDS datasets ``train/`` and ``validation/`` (``index.json`` and
+  ``shard.NNNNN.mds`` files of at most 64 MiB; columns ``id``, ``input_ids``, ``text``), see
+  ``export_mds``.
 
 Validation documents are written in shard order, not in the trainer's order (sorted by tweet id):
 the same documents, and none of these readers needs them in the trainer's order.
@@ -42,12 +46,12 @@ import numpy as np
 import pyarrow as pa
 from tweetmill.gpu_train.data import dataset_fingerprint, val_mask
 from tweetmill.pipeline import export_hf_dataset as hfd
+from tweetmill.pipeline import export_mds as mds
 from tweetmill.schemas import check_shard_schema
 from tweetmill.schemas import shard_dir as sd
 from tweetmill.schemas.manifest import Manifest
 
 FORMATS = ("megatron", "nanogpt", "mds", "hf-dataset")
-BUILT_FORMATS = ("megatron", "nanogpt", "hf-dataset")
 DEFAULT_VAL_FRACTION = 0.01  # gpu_train.train.TrainConfig.val_fraction (that module needs torch)
 EXPORT_JSON = "export.json"
 TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
@@ -227,12 +231,12 @@ def format_problem(fmt: str, vocab_size: int | None = None, dtype: str | None = 
     """Why ``fmt`` (with ``dtype``) cannot be exported for ``vocab_size``, or None."""
     if fmt not in FORMATS:
         return f"unknown export format {fmt!r}: one of {', '.join(FORMATS)}"
-    if fmt not in BUILT_FORMATS:
-        return f"--to {fmt} is not built yet (issue #14); built so far: {', '.join(BUILT_FORMATS)}"
     if dtype is not None and fmt != "nanogpt":
         return (
             f"--dtype is for --to nanogpt; {fmt} picks its own "
             f"(uint16 below {MEGATRON_UINT16_BELOW} tokens, else int32)"
+            if fmt != "mds"
+            else "--dtype is for --to nanogpt; mds picks its own (uint16 up to 65536 tokens, else int32)"
         )
     if dtype is not None and dtype not in NANOGPT_DTYPES:
         return f"--dtype {dtype!r}: one of {', '.join(NANOGPT_DTYPES)}"
@@ -307,8 +311,12 @@ def export(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     counts = {split: SplitCounts() for split in ("train", "valid")}
-    hf = None
-    if fmt == "hf-dataset":
+    hf = md = None
+    if fmt == "mds":
+        np_dtype = mds.token_dtype(tok.vocab_size)
+        md = mds.MDSDatasetWriter(tmp, np_dtype)
+        writers = {}
+    elif fmt == "hf-dataset":
         np_dtype = np.dtype(np.int32)  # the shards' token type, kept
         hf = hfd.HFDatasetWriter(tmp, len(manifest.shards), dataset_fingerprint(manifest))
         writers = {}
@@ -334,8 +342,15 @@ def export(
                 for split in parts:
                     rows = batch if len(parts) == 1 else batch.filter(held if split == "valid" else ~held)
                     hf.write(k, split, rows, rows.column("tokens"))
+            if md is not None:
+                texts = batch.column("text")
+                for split, (v, n) in parts.items():
+                    keep = None if len(parts) == 1 else (held if split == "valid" else ~held)
+                    part_ids = ids if keep is None else ids[keep]
+                    part_texts = texts if keep is None else texts.filter(pa.array(keep))
+                    md.write(split, part_ids, part_texts.to_pylist(), n, v)
             for split, (v, n) in parts.items():
-                if hf is None:
+                if hf is None and md is None:
                     writers[split].write(v, n)
                 counts[split].documents += len(n)
                 counts[split].tokens += len(v)
@@ -343,10 +358,11 @@ def export(
             w.close()
         for split, w in writers.items():
             counts[split].files = w.files
-        if hf is not None:
-            hf.close()
-            for split, files in hf.files.items():
-                counts[split].files = files
+        for w in (hf, md):
+            if w is not None:
+                w.close()
+                for split, files in w.files.items():
+                    counts[split].files = files
         if fmt == "nanogpt":
             meta = {"vocab_size": tok.vocab_size, "eos_id": tok.eos_id, "dtype": np_dtype.name}
             with open(tmp / "meta.pkl", "wb") as f:
@@ -372,20 +388,21 @@ def export(
                 s: {"documents": c.documents, "tokens": c.tokens, "files": c.files} for s, c in counts.items()
             },
         }
-        previous = hfd.previous_export_paths(out) if overwrite else []
+        previous = [*hfd.previous_export_paths(out), *mds.previous_export_paths(out)] if overwrite else []
         for p in tmp.iterdir():
             if (out / p.name).is_dir() and out / p.name not in previous:
                 raise ExportError(f"{out / p.name}: a directory that no earlier export wrote is in the way")
         if out.exists() and overwrite:
             for name in _previous_export_files(out):
                 (out / name).unlink()
-            for path in previous:
+            for path in dict.fromkeys(previous):  # hf-dataset and mds share the folder names
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
         for p in sorted(tmp.iterdir()):
             os.replace(p, out / p.name)
         (out / EXPORT_JSON).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     finally:
-        for w in [*writers.values(), *([hf] if hf else [])]:  # after a failure: closing twice is harmless
+        # after a failure: closing twice is harmless
+        for w in [*writers.values(), *(x for x in (hf, md) if x is not None)]:
             for f in w.handles:
                 f.close()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -140,8 +140,8 @@ def test_refusals(shards: Path, tmp_path: Path) -> None:
     (tmp_path / "full" / "x").write_text("x")
     with pytest.raises(ExportError, match="not empty"):
         export(shards, tmp_path / "full", "nanogpt")
-    with pytest.raises(ExportError, match="not built yet"):
-        export(shards, tmp_path / "mds", "mds")
+    with pytest.raises(ExportError, match="unknown export format 'parquet'"):
+        export(shards, tmp_path / "parquet", "parquet")
     no_tokenizer = tmp_path / "no_tok"
     write_synthetic_shards(no_tokenizer, 50, vocab_size=1000, num_shards=1)
     with pytest.raises(ExportError, match=TOKENIZER_NAME):
@@ -158,9 +158,11 @@ def test_cli(shards: Path, tmp_path: Path, capsys) -> None:
     assert "train" in capsys.readouterr().out
     _, seqs, _ = read_megatron(tmp_path / "m" / "train_text_document")
     _same(seqs, _expected(shards)[0])
-    assert main(["export", str(shards), "--to", "mds", str(tmp_path / "h")]) == 2
+    assert main(["export", str(shards), "--to", "mds", str(tmp_path / "mds")]) == 0  # tests in
+    assert (tmp_path / "mds" / "train" / "index.json").is_file()  # test_export_mds.py
+    assert main(["export", str(shards), "--to", "parquet", str(tmp_path / "h")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "not built yet" in err[0]
+    assert len(err) == 1 and "invalid choice" in err[0]
     assert not (tmp_path / "h").exists()
     assert main(["export", str(shards), "--to", "hf-dataset", str(tmp_path / "hf")]) == 0  # tests in
     assert (tmp_path / "hf" / "dataset_dict.json").is_file()  # test_export_hf_dataset.py
