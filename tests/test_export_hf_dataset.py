@@ -33,6 +33,9 @@ for split in dd:
     got[split] = {"id": list(ds["id"]), "input_ids": list(ds["input_ids"]), "text": list(ds["text"])[:5]}
 arrow = datasets.load_dataset("arrow", data_files=out + "/train/*.arrow", split="train")
 got["arrow_train_id"] = list(arrow["id"])
+import glob
+files = sorted(glob.glob(out + "/train/*.arrow"))
+got["from_file_train_id"] = [i for f in files for i in datasets.Dataset.from_file(f)["id"]]
 print(json.dumps(got))
 """
 
@@ -73,6 +76,7 @@ def test_datasets_reads_the_trainers_documents_and_split(shards: Path, tmp_path:
         assert got[split]["text"] == [TEXTS[(i - 1000) // 7] for i in got[split]["id"][:5]]  # fixture ids
         assert "List(Value('int32'))" in got["features"][split]
     assert got["arrow_train_id"] == got["train"]["id"]
+    assert got["from_file_train_id"] == got["train"]["id"]  # each file opens with Dataset.from_file
     assert summary["splits"]["train"]["documents"] == len(train)
     assert summary["splits"]["valid"]["documents"] == len(val)
     files = [f"validation/data-0000{k}-of-00003.arrow" for k in range(3)]
