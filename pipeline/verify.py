@@ -281,20 +281,12 @@ def _check_directory(report: VerifyReport, shard_dir: str, manifest: Manifest, d
     except FileNotFoundError:
         report.problems.append(f"{TOKENIZER_NAME} missing (the shards cannot be decoded on their own)")
 
-    letters, all_there = 0, True
-    for name in manifest.error_files:
-        try:
-            letters += read_bytes(FileSystems.join(shard_dir, name)).count(b"\n")
-        except FileNotFoundError:
-            report.problems.append(f"{name}: dead-letter file listed in the manifest is missing")
-            all_there = False
-    if letters != counts.errors and all_there:
+    letters = _count_lines(shard_dir, manifest.error_files, "dead-letter", report)
+    if letters is not None and letters != counts.errors:
         report.problems.append(
             f"dead-letter files hold {letters:,} records, the manifest counts {counts.errors:,}"
         )
-    for name in _listed(shard_dir, ERRORS_GLOB):
-        if name not in manifest.error_files:
-            report.problems.append(f"{name}: dead-letter file not in the manifest")
+    _unlisted_files(shard_dir, ERRORS_GLOB, manifest.error_files, "dead-letter", report)
     _check_stages(shard_dir, manifest, report)
 
 
@@ -309,20 +301,33 @@ def _check_stages(shard_dir: str, manifest: Manifest, report: VerifyReport) -> N
     if {r: n for r, n in by_reason.items() if n} != manifest.counts.dropped:
         report.problems.append("the stages' drops in pipeline[] do not sum to counts.dropped")
     audited = manifest.dropped_after_source
-    written, all_there = 0, True
-    for name in manifest.dropped_files:
-        try:
-            written += read_bytes(FileSystems.join(shard_dir, name)).count(b"\n")
-        except FileNotFoundError:
-            report.problems.append(f"{name}: dropped-tweets file listed in the manifest is missing")
-            all_there = False
-    if manifest.config.get("write_dropped") and all_there and written != audited:
+    written = _count_lines(shard_dir, manifest.dropped_files, "dropped-tweets", report)
+    if manifest.config.get("write_dropped") and written is not None and written != audited:
         report.problems.append(
             f"dropped-tweets files hold {written:,} tweets, the stages after parsing dropped {audited:,}"
         )
-    for name in _listed(shard_dir, DROPPED_GLOB):
-        if name not in manifest.dropped_files:
-            report.problems.append(f"{name}: dropped-tweets file not in the manifest")
+    _unlisted_files(shard_dir, DROPPED_GLOB, manifest.dropped_files, "dropped-tweets", report)
+
+
+def _count_lines(shard_dir: str, names: list[str], what: str, report: VerifyReport) -> int | None:
+    """The lines of the JSON-lines files the manifest lists; None, and a problem, when one is missing."""
+    lines: int | None = 0
+    for name in names:
+        try:
+            data = read_bytes(FileSystems.join(shard_dir, name))
+        except FileNotFoundError:
+            report.problems.append(f"{name}: {what} file listed in the manifest is missing")
+            lines = None
+            continue
+        if lines is not None:
+            lines += data.count(b"\n")
+    return lines
+
+
+def _unlisted_files(shard_dir: str, glob: str, names: list[str], what: str, report: VerifyReport) -> None:
+    for name in _listed(shard_dir, glob):
+        if name not in names:
+            report.problems.append(f"{name}: {what} file not in the manifest")
 
 
 def print_report(console: Console, report: VerifyReport) -> None:

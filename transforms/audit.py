@@ -10,17 +10,15 @@ Parse-level drops (delete notices, API errors) are not tweets and are counted pe
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from tweetmill.schemas.records import Tweet
 from tweetmill.schemas.shard import splitmix64
 from tweetmill.schemas.shard_dir import DROPPED_DIR, DROPPED_SAMPLE_NAME
 from tweetmill.transforms.stage import sample_key
-from tweetmill.transforms.write import OutputSpec, write_bytes
+from tweetmill.transforms.write import OutputSpec, write_json_lines
 
 NUM_DROPPED_FILES = 16
 SAMPLES_PER_REASON = 20
@@ -52,12 +50,7 @@ def dropped_file_name(index: int) -> str:
 def write_dropped_file(
     spec: OutputSpec, index: int, records: Iterable[dict[str, Any]]
 ) -> tuple[str, str, int]:
-    ordered = sorted(records, key=_order)
-    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ordered).encode("utf-8")
-    name = dropped_file_name(index)
-    temp_path = FileSystems.join(spec.temp_dir, name)
-    write_bytes(temp_path, data)
-    return name, temp_path, len(ordered)
+    return write_json_lines(spec, dropped_file_name(index), sorted(records, key=_order))
 
 
 class WriteDropped(beam.PTransform):

@@ -169,15 +169,21 @@ def dead_letter_file_of(letter: DeadLetter) -> int:
     return int.from_bytes(digest, "big") % NUM_ERROR_FILES
 
 
+def write_json_lines(spec: OutputSpec, name: str, records: list[dict[str, Any]]) -> tuple[str, str, int]:
+    """One JSON-lines file of the run (``name`` relative to the output), in the temporary directory;
+    returns ``(name, temp_path, lines)`` for the finalizer, which moves it into place and counts it."""
+    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+    temp_path = FileSystems.join(spec.temp_dir, name)
+    write_bytes(temp_path, data)
+    return name, temp_path, len(records)
+
+
 def write_dead_letters(spec: OutputSpec, index: int, letters: Iterable[DeadLetter]) -> tuple[str, str, int]:
     ordered = sorted(
         letters, key=lambda d: (d.source_file, d.position, d.line or 0, d.byte_offset or 0, d.reason)
     )
-    data = "".join(json.dumps(d.to_json_dict(), ensure_ascii=False) + "\n" for d in ordered).encode("utf-8")
     name = f"{ERRORS_DIR}/errors-{index:05d}-of-{NUM_ERROR_FILES:05d}.jsonl"
-    temp_path = FileSystems.join(spec.temp_dir, name)
-    write_bytes(temp_path, data)
-    return name, temp_path, len(ordered)
+    return write_json_lines(spec, name, [d.to_json_dict() for d in ordered])
 
 
 class _WriteShardFn(beam.DoFn):
