@@ -37,3 +37,10 @@ class RunFailedError(UserError):
     """The run broke while running; nothing was published (exit 4)."""
 
     exit_code = EXIT_RUN_FAILED
+
+
+def require(*problems: str | None) -> None:
+    """Raise a ``UserError`` with every problem found (None: no problem)."""
+    found = [p for p in problems if p]
+    if found:
+        raise UserError(*found)

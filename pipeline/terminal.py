@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from typing import Any
 
 from rich.markup import escape
@@ -42,3 +43,9 @@ def json_text(doc: Any) -> str:
     controls written as ``\\u00NN`` (JSON already escapes C0), so no byte of it is a control."""
     text = json.dumps(doc, indent=2, ensure_ascii=False)
     return _C1_AND_DEL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def error_line(message: str) -> None:
+    """One ``error:`` line on stderr, control characters made visible."""
+    sys.stderr.write(f"error: {plain(message)}\n")
+    sys.stderr.flush()
