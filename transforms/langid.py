@@ -1,8 +1,13 @@
-"""Language identification for tweets.
+"""Language identification for tweets: the langdetect-profile engine, the tweet-aware cleaning
+every engine shares, and the rule that combines an answer with Twitter's tag.
 
-Two engines answer the same ``LanguageDetector`` protocol:
+Three engines answer the same ``LanguageDetector`` protocol:
 
-``profiles`` (default)
+``tweet`` (default, ``transforms/langid_tweet.py``)
+    Script rules first, then these profiles' exact scores with word evidence, a prior and
+    Twitter's tag; see that module and docs/language-id.md.
+
+``langdetect-profiles`` (``profiles`` before issue #13)
     langdetect's own 55 shipped n-gram profiles, scored *exactly*: every 1-3-gram langdetect
     would extract from a text contributes ``log(alpha / BASE_FREQ + p(gram | lang))``, the factor
     langdetect's random-sampling loop multiplies for a random subset of them (7 trials, seeded).
@@ -13,29 +18,29 @@ Two engines answer the same ``LanguageDetector`` protocol:
     open-addressing hash table (its shorter suffixes are pre-summed into its row), and rows are
     gathered and summed per text with ``take``/``reduceat``. No Python loop runs per n-gram or
     per text. The feature extraction is checked against langdetect's in ``tests/test_langid.py``.
+    For users who need langdetect's labels, 220x faster.
 
 ``langdetect``
     The reference: langdetect itself, one text at a time, seed fixed, on the same cleaned text.
 
-Both see the *tweet-aware* text (``Cleaning``): URLs, @mentions, e-mail addresses, HTML
-entities, the clean stage's ``<PLACEHOLDER>``s and ``RT`` markers removed; ``#`` signs, emoji,
-numbers and punctuation turned into spaces; capital words lower-cased (langdetect skips them);
-elongations and laughter squeezed; fancy-font letters NFKC-normalised. Below ``min_confidence``,
-or with fewer than ``min_chars`` letters left, the answer is ``und``. The bench
-(``bench/bench_langid.py``) measures each step, the engines' speed and their accuracy.
+All see the *tweet-aware* text (``Cleaning``, ``transforms/langid_clean.py``): URLs, @mentions,
+$cashtags, e-mail addresses, HTML entities, the clean stage's ``<PLACEHOLDER>``s, ``RT`` markers
+and Instagram check-ins removed; ``#`` signs, emoji, numbers and punctuation turned into spaces; capital words
+lower-cased (langdetect skips them); elongations and laughter squeezed; fancy-font letters
+NFKC-normalised. Below ``min_confidence``, or with fewer than ``min_chars`` letters left, the
+answer is ``und``. The benches (``bench/bench_langid.py``, ``bench/bench_lang_targets.py``)
+measure each step, the engines' speed and their accuracy.
 
-``resolve_language`` combines the detector's answer with Twitter's own ``lang`` tag into the
-language the filter uses.
+``resolve_language`` (``transforms/langid_codes.py``) combines the langdetect engines' answer
+with Twitter's own ``lang`` tag into the language the filter uses.
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import logging
 import os
-import re
 import threading
 import unicodedata
 from dataclasses import dataclass
@@ -43,11 +48,34 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 from tweetmill.schemas.records import UNDETERMINED_LANGUAGE
+from tweetmill.transforms.langid_clean import (  # noqa: F401  (re-exported: the cleaning lives there)
+    NO_CLEANING,
+    TWEET_CLEANING,
+    Cleaning,
+    TweetCodes,
+    _from_codes,
+    _join,
+    _prepare_codes,
+    _segments,
+    _squeeze,
+    _to_codes,
+    prepare_tweet_codes,
+)
+from tweetmill.transforms.langid_codes import (  # noqa: F401  (re-exported: the codes live there)
+    DETECTOR_LANGUAGES,
+    NON_LANGUAGE_TAGS,
+    STRONG_CONFIDENCE,
+    normalize_language_code,
+    resolve_language,
+)
 
 log = logging.getLogger(__name__)
 
 UND = UNDETERMINED_LANGUAGE
-ENGINES: tuple[str, ...] = ("profiles", "langdetect")
+# ``tweet`` (the default, ``langid_tweet``), the exact langdetect-profile engine, and langdetect.
+ENGINES: tuple[str, ...] = ("tweet", "langdetect-profiles", "langdetect")
+DEFAULT_ENGINE = "tweet"
+_ENGINE_ALIASES = {"profiles": "langdetect-profiles"}  # the exact engine's name before issue #13
 
 # langdetect's constants (detector.py): the smoothing weight added to every n-gram probability is
 # ALPHA / BASE_FREQ, and only the first MAX_TEXT_LENGTH characters of a text are read.
@@ -74,72 +102,6 @@ class LanguageDetector(Protocol):
     def detect_batch(self, texts: list[str]) -> list[tuple[str, float]]:
         """One ``(language code, confidence in [0, 1])`` per text, ``und`` when undetermined."""
         ...
-
-
-# ----------------------------------------------------------------------------------------------
-# Tweet-aware cleaning
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Cleaning:
-    """Which tweet-aware cleaning steps run before detection (the bench measures each)."""
-
-    noise: bool = True  # URLs, @mentions, HTML entities, <PLACEHOLDER>s, RT markers -> space
-    non_letters: bool = True  # '#', emoji, numbers, punctuation, symbols -> space
-    lower_caps: bool = True  # words in capitals -> lower case (langdetect skips capital words)
-    squeeze: bool = True  # elongations and laughter cut to two repeats: soooo -> soo, jajaja -> jaja
-    nfkc: bool = True  # compatibility letters (fancy fonts, full-width, circled) -> NFKC
-
-
-TWEET_CLEANING = Cleaning()
-NO_CLEANING = Cleaning(noise=False, non_letters=False, lower_caps=False, squeeze=False, nfkc=False)
-
-# Replaced by a space. One dispatch character starts every alternative, so the regex engine
-# scans for that set instead of trying eight alternatives at every position (10x faster).
-_TWEET_NOISE_RE = re.compile(
-    r"""
-    [hwp@&<R](?:
-        (?<=h)ttps?://[^\s\x00]+                          # URLs (\x00 separates texts)
-      | (?<![0-9A-Za-z_]h)(?<=h)ttps?\b                   # anonymised URLs: a bare "http"
-      | (?<![0-9A-Za-z_]w)(?<=w)ww\.[^\s\x00]+            # www.example.com
-      | (?<=p)ic\.twitter\.com/[^\s\x00]+                 # media links
-      | (?<=@)[0-9A-Za-z_]+                               # @mentions (also the anonymised @user)
-      | (?<=&)(?:[A-Za-z]+|\#[0-9]+|\#[xX][0-9A-Fa-f]+);  # HTML entities (&amp; in API text)
-      | (?<=<)[A-Z][A-Z_]*>                               # the clean stage's <PLACEHOLDER>s
-      | (?<![0-9A-Za-z_]R)(?<=R)T\b                       # RT markers
-    )""",
-    re.VERBOSE,
-)
-# Letters in compatibility forms: "fancy font" math alphanumerics, full- and half-width forms,
-# circled and squared letters, letterlike symbols, ligatures and Arabic presentation forms. Only
-# these runs are NFKC-normalised: whole-text NFKC would cost 15% of the detector's time.
-_COMPAT_RE = re.compile(
-    "[\u2100-\u214f\u2460-\u24ff\ufb00-\ufdff\ufe70-\ufeff\uff00-\uffef"
-    "\U0001d400-\U0001d7ff\U0001f100-\U0001f1ff]+"
-)
-_VI_MARK_RE = re.compile("[\u0300\u0301\u0303\u0309\u0323]")  # what NGram.normalize_vi rewrites
-_SEP = "\x00"  # joins a batch into one string; never survives inside a text (see _join)
-
-
-def _join(texts: list[str]) -> str:
-    """One string for the whole batch, texts separated by NUL, so each regex runs once a batch."""
-    joined = _SEP.join(texts)
-    if joined.count(_SEP) != len(texts) - 1:  # a text with NULs of its own: rare, so slow is fine
-        joined = _SEP.join(t.replace(_SEP, " ") for t in texts)
-    return joined
-
-
-def _to_codes(joined: str) -> np.ndarray:
-    """Code points of ``NUL + joined``: every text, the first too, starts after a NUL."""
-    data = (_SEP + joined).encode("utf-32-le", "surrogatepass")
-    return np.frombuffer(data, dtype="<u4").astype(np.int32)
-
-
-def _from_codes(codes: np.ndarray) -> list[str]:
-    """Inverse of ``_to_codes``: the texts of a batch."""
-    text = codes.astype("<u4").tobytes().decode("utf-32-le", "surrogatepass")
-    return text[1:].split(_SEP)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -315,11 +277,22 @@ def _build_model() -> _ProfileModel:
     hash_keys, hash_rows, hash_bits = _build_hash(keys)
     log.debug("langid: %d profiles, %d n-grams, %d characters", len(langs), len(grams), len(alphabet))
     return _ProfileModel(
-        langs=tuple(langs), radix=radix, digit=digit, upper=upper, letter=letter, lower=lower,
-        keys=keys, suffixes=suffixes, n_suffixes=n_suffixes,
-        prob_rows=prob_rows.astype(np.int32), prob_cols=prob_cols.astype(np.int16),
+        langs=tuple(langs),
+        radix=radix,
+        digit=digit,
+        upper=upper,
+        letter=letter,
+        lower=lower,
+        keys=keys,
+        suffixes=suffixes,
+        n_suffixes=n_suffixes,
+        prob_rows=prob_rows.astype(np.int32),
+        prob_cols=prob_cols.astype(np.int16),
         prob_vals=prob_vals.astype(np.float64),
-        hash_keys=hash_keys, hash_rows=hash_rows, hash_bits=hash_bits, _tables={},
+        hash_keys=hash_keys,
+        hash_rows=hash_rows,
+        hash_bits=hash_bits,
+        _tables={},
     )
 
 
@@ -334,67 +307,8 @@ def load_profile_model() -> _ProfileModel:
 
 
 # ----------------------------------------------------------------------------------------------
-# Batch preparation, shared by both engines
+# Batch preparation, shared by both engines (the cleaning itself: langid_clean.py)
 # ----------------------------------------------------------------------------------------------
-
-
-def _prepare_codes(texts: list[str], model: _ProfileModel, cleaning: Cleaning) -> np.ndarray:
-    """Code points of the batch (a NUL before each text) as langdetect's ``Detector.append``
-    leaves them (URLs and e-mail addresses out, Vietnamese marks composed), after the tweet-aware
-    ``cleaning``. String work runs once per batch on the joined texts."""
-    from langdetect.detector import Detector
-    from langdetect.utils.ngram import NGram
-
-    joined = _join(texts)
-    if cleaning.nfkc and _COMPAT_RE.search(joined):
-        joined = _COMPAT_RE.sub(lambda m: unicodedata.normalize("NFKC", m.group()), joined)
-    if cleaning.noise:  # e-mail addresses first, or the mention rule would cut them in two
-        if "@" in joined:
-            joined = Detector.MAIL_RE.sub(" ", joined)
-        joined = _TWEET_NOISE_RE.sub(" ", joined)
-    if "://" in joined:
-        joined = Detector.URL_RE.sub(" ", joined)
-    if not cleaning.noise and "@" in joined:
-        joined = Detector.MAIL_RE.sub(" ", joined)
-    if _VI_MARK_RE.search(joined):
-        joined = NGram.normalize_vi(joined)
-    codes = _to_codes(joined)
-    if cleaning.non_letters:
-        codes = np.where(model.letter[codes] | (codes == 0), codes, 32).astype(np.int32)
-    if cleaning.lower_caps:
-        # A character in a run of two or more capitals: langdetect would skip it (its profiles
-        # skipped such words too), so shouted words would leave nothing to score.
-        up = model.upper[codes]
-        run = up.copy()
-        run[1:] &= up[:-1]
-        run[:-1] |= run[1:]
-        if run.any():
-            codes = np.where(run, model.lower[codes], codes)
-    if cleaning.squeeze:
-        codes = _squeeze(codes)
-    return codes
-
-
-def _squeeze(codes: np.ndarray) -> np.ndarray:
-    """Drop the third and later repeats of a 1- or 2-character pattern (``cooool`` -> ``cool``,
-    ``jajajaja`` -> ``jaja``): their n-grams would swamp the rest of a short tweet, and
-    ``jajaja`` reads as Estonian or Finnish (*ja*) to the profiles. Never across a space or a
-    separator."""
-    c = codes
-    word = (c != 0) & (c != 32)  # patterns within a word only: "a a a" stays
-    drop = np.zeros(len(c), dtype=bool)
-    drop[2:] = (c[2:] == c[1:-1]) & (c[2:] == c[:-2])
-    drop[4:] |= (c[4:] == c[2:-2]) & (c[2:-2] == c[:-4]) & (c[3:-1] == c[1:-3]) & word[3:-1]
-    drop &= word
-    return c[~drop] if drop.any() else c
-
-
-def _segments(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start index (the NUL) of each text, and each position's text number."""
-    sep = codes == 0
-    return np.flatnonzero(sep), np.cumsum(sep) - 1
-
-
 def letter_counts(codes: np.ndarray, model: _ProfileModel) -> np.ndarray:
     """Per text: characters that are not spaces once langdetect has normalised them."""
     starts, seg = _segments(codes)
@@ -423,12 +337,57 @@ class BatchScores:
     letters: np.ndarray  # int[S]: non-space characters left after cleaning
 
 
-def score_codes(codes: np.ndarray, model: _ProfileModel, alpha: float) -> BatchScores:
-    """Exact langdetect log-likelihoods for every text of a batch from ``_prepare_codes``.
+@dataclass(frozen=True)
+class NgramHits:
+    """The profile n-grams langdetect counts in a batch: one row of ``log_table`` per position."""
+
+    rows: np.ndarray  # int32[H]: the longest profile n-gram ending at each counted position
+    text_of: np.ndarray  # int[H]: its text (non-decreasing)
+    weights: np.ndarray | None  # float32[H] or None (all 1)
+    n_texts: int
+    n_grams: np.ndarray  # int[S]: n-grams found in the profiles (langdetect's feature count)
+    letters: np.ndarray  # int[S]: non-space characters left after cleaning
+
+
+def score_codes(
+    codes: np.ndarray, model: _ProfileModel, alpha: float, weights: np.ndarray | None = None
+) -> BatchScores:
+    """Exact langdetect log-likelihoods for every text of a batch from ``_prepare_codes``
+    (``ngram_hits``, then ``sum_hits`` over every language)."""
+    hits = ngram_hits(codes, model, weights)
+    loglik = sum_hits(model.log_table(alpha), hits, np.ones(hits.n_texts, dtype=bool))
+    return BatchScores(loglik=loglik, n_grams=hits.n_grams, letters=hits.letters)
+
+
+def sum_hits(table: np.ndarray, hits: NgramHits, texts: np.ndarray) -> np.ndarray:
+    """float32[n_texts, table rows]: the weighted sums of ``table[:, row]`` over the hits of the
+    texts selected by the bool mask ``texts`` (zero for the others)."""
+    loglik = np.zeros((hits.n_texts, table.shape[0]), dtype=np.float32)
+    if texts.all():
+        rows, text_of, weights = hits.rows, hits.text_of, hits.weights
+    else:
+        sel = texts[hits.text_of]
+        rows, text_of = hits.rows[sel], hits.text_of[sel]
+        weights = None if hits.weights is None else hits.weights[sel]
+    if len(rows):
+        per_text = np.bincount(text_of, minlength=hits.n_texts)
+        first = np.concatenate(([0], np.cumsum(per_text)[:-1]))
+        has = per_text > 0
+        gathered = table.take(rows, axis=1)
+        if weights is not None:
+            gathered *= weights
+        loglik[has] = np.add.reduceat(gathered, first[has], axis=1).T
+    return loglik
+
+
+def ngram_hits(codes: np.ndarray, model: _ProfileModel, weights: np.ndarray | None = None) -> NgramHits:
+    """The n-grams langdetect would count in every text of a batch from ``_prepare_codes``.
 
     Reproduces ``Detector.append``'s length limit, ``Detector.cleaning_text``,
     ``Detector._extract_ngrams`` and ``NGram.add_char`` (normalisation, the word buffer, the
     capital-word rule) with array operations over all positions of all texts at once.
+    ``weights`` (float per position, default 1) scales the n-grams ending at each position: the
+    tweet detector weighs hashtags down; langdetect itself has no weights.
     """
     starts, seg = _segments(codes)
     n_texts = len(starts)
@@ -436,7 +395,9 @@ def score_codes(codes: np.ndarray, model: _ProfileModel, alpha: float) -> BatchS
     # Detector.append reads at most MAX_TEXT_LENGTH characters of a text.
     longest = np.diff(np.append(starts, len(codes))).max() - 1
     if longest > MAX_TEXT_LENGTH:
-        codes = codes[np.arange(len(codes)) - starts[seg] <= MAX_TEXT_LENGTH]
+        within = np.arange(len(codes)) - starts[seg] <= MAX_TEXT_LENGTH
+        codes = codes[within]
+        weights = None if weights is None else weights[within]
         starts, seg = _segments(codes)
 
     # Detector.cleaning_text: a text with more than twice as many non-Latin characters as Latin
@@ -446,7 +407,9 @@ def score_codes(codes: np.ndarray, model: _ProfileModel, alpha: float) -> BatchS
     n_latin = np.bincount(seg[latin], minlength=n_texts)
     drop_latin = n_latin * 2 < np.bincount(seg[non_latin], minlength=n_texts)
     if drop_latin.any():
-        codes = codes[~(latin & drop_latin[seg])]
+        kept = ~(latin & drop_latin[seg])
+        codes = codes[kept]
+        weights = None if weights is None else weights[kept]
         starts, seg = _segments(codes)
 
     # NGram.add_char + Detector._extract_ngrams at every position. The buffer holds the current
@@ -483,17 +446,16 @@ def score_codes(codes: np.ndarray, model: _ProfileModel, alpha: float) -> BatchS
     hit = row >= 0
     rows = row[hit]
     text_of = seg[hit]  # non-decreasing: positions are in text order
-    per_text = np.bincount(text_of, minlength=n_texts)
-    table = model.log_table(alpha)
-    loglik = np.zeros((n_texts, table.shape[0]), dtype=np.float32)
-    if len(rows):
-        first = np.concatenate(([0], np.cumsum(per_text)[:-1]))
-        has = per_text > 0
-        sums = np.add.reduceat(table.take(rows, axis=1), first[has], axis=1)
-        loglik[has] = sums.T
     n_grams = np.bincount(text_of, weights=model.n_suffixes[rows], minlength=n_texts).astype(np.int64)
     letters = np.bincount(seg[~is_space], minlength=n_texts)
-    return BatchScores(loglik=loglik, n_grams=n_grams, letters=letters)
+    return NgramHits(
+        rows=rows,
+        text_of=text_of,
+        weights=None if weights is None else weights[hit],
+        n_texts=n_texts,
+        n_grams=n_grams,
+        letters=letters,
+    )
 
 
 def posterior(loglik: np.ndarray, temperature: float) -> np.ndarray:
@@ -528,7 +490,7 @@ class ProfileDetector:
     ``und`` it is the confidence the best guess had (0.0 when no n-gram was found).
     """
 
-    name = "profiles"
+    name = "langdetect-profiles"
 
     def __init__(
         self,
@@ -674,88 +636,23 @@ class LangdetectDetector:
 
 
 def make_detector(
-    engine: str = "profiles", *, min_confidence: float = 0.5, min_chars: int = 3
+    engine: str = DEFAULT_ENGINE,
+    *,
+    min_confidence: float = 0.5,
+    min_chars: int = 3,
+    use_twitter_lang: bool = True,
 ) -> LanguageDetector:
-    """A detector by engine name (``ENGINES``); its model loads on first use or in ``setup()``."""
-    if engine == "profiles":
+    """A detector by engine name (``ENGINES``); its model loads on first use or in ``setup()``.
+    ``use_twitter_lang`` only concerns the ``tweet`` engine, the one that weighs Twitter's tag."""
+    engine = _ENGINE_ALIASES.get(engine, engine)
+    if engine == "tweet":
+        from tweetmill.transforms.langid_tweet import TweetDetector
+
+        return TweetDetector(
+            min_confidence=min_confidence, min_chars=min_chars, use_twitter_lang=use_twitter_lang
+        )
+    if engine == "langdetect-profiles":
         return ProfileDetector(min_confidence=min_confidence, min_chars=min_chars)
     if engine == "langdetect":
         return LangdetectDetector(min_confidence=min_confidence, min_chars=min_chars)
     raise ValueError(f"unknown language engine {engine!r}; expected one of {ENGINES}")
-
-
-# ----------------------------------------------------------------------------------------------
-# Combining the detector's answer with Twitter's tag
-# ----------------------------------------------------------------------------------------------
-
-# The languages the profiles (and langdetect) can answer: langdetect's 55 codes.
-DETECTOR_LANGUAGES: frozenset[str] = frozenset(
-    {
-        "af", "ar", "bg", "bn", "ca", "cs", "cy", "da", "de", "el", "en", "es", "et", "fa", "fi",
-        "fr", "gu", "he", "hi", "hr", "hu", "id", "it", "ja", "kn", "ko", "lt", "lv", "mk", "ml",
-        "mr", "ne", "nl", "no", "pa", "pl", "pt", "ro", "ru", "sk", "sl", "so", "sq", "sv", "sw",
-        "ta", "te", "th", "tl", "tr", "uk", "ur", "vi", "zh-cn", "zh-tw",
-    }
-)
-# Twitter tags that name no language: undetermined, no linguistic content, and its private-use
-# codes for tweets of only media links (qme), mentions (qam), cashtags (qct), hashtags (qht) or
-# very short text (qst). Every other q[a-t]x code is private use too.
-NON_LANGUAGE_TAGS: frozenset[str] = frozenset(
-    {"und", "zxx", "mul", "mis", "art", "qme", "qam", "qct", "qht", "qst"}
-)
-_PRIVATE_USE_RE = re.compile(r"q[a-t][a-z]")
-_CODE_RE = re.compile(r"[a-z]{2,3}(-[a-z]{2})?")
-# Deprecated or alternative codes, mapped to the ones langdetect answers.
-_CODE_ALIASES = {
-    "in": "id", "iw": "he", "ji": "yi", "jw": "jv", "nb": "no", "nn": "no", "fil": "tl",
-    "zh": "zh-cn", "zh-hans": "zh-cn", "zh-sg": "zh-cn", "zh-hant": "zh-tw", "zh-hk": "zh-tw",
-    "zh-mo": "zh-tw",
-}
-# Below this confidence the detector yields to a disagreeing Twitter tag.
-STRONG_CONFIDENCE = 0.9
-
-
-@functools.lru_cache(maxsize=4096)  # a corpus has few distinct tags; this runs once per tweet
-def normalize_language_code(code: str | None) -> str:
-    """A comparable code: lower case, aliases resolved, region dropped (but zh-cn / zh-tw kept);
-    ``und`` for anything that names no language."""
-    if not code:
-        return UND
-    code = code.strip().lower().replace("_", "-")
-    code = _CODE_ALIASES.get(code, code)
-    if not code.startswith("zh-") and "-" in code:
-        code = code.split("-", 1)[0]
-        code = _CODE_ALIASES.get(code, code)
-    if code.startswith("zh-") and code not in ("zh-cn", "zh-tw"):
-        code = "zh-tw" if any(part in code for part in ("hant", "tw", "hk", "mo")) else "zh-cn"
-    if code in NON_LANGUAGE_TAGS or _PRIVATE_USE_RE.fullmatch(code) or not _CODE_RE.fullmatch(code):
-        return UND
-    return code
-
-
-def resolve_language(detected: str, score: float, twitter_lang: str | None) -> str:
-    """The language the filter uses, from the detector's answer and Twitter's ``lang`` tag.
-
-    Policy (both codes normalised first, see ``normalize_language_code``):
-
-    1. Twitter's tag names no language (absent, ``und``, ``zxx``, ``qme``, ``qht``...): the
-       detector's answer, ``und`` included.
-    2. The detector said ``und`` (too little text, or below its confidence): Twitter's tag.
-    3. Twitter's tag is a language the detector cannot answer (``eu``, ``gl``, ``hy``...): the
-       tag, since the detector's answer is then only the nearest language it knows.
-    4. Both agree (``zh-cn``/``zh-tw`` count as agreeing with each other): the detector's answer,
-       which keeps the script distinction.
-    5. They disagree: the detector if ``score >= STRONG_CONFIDENCE``, else Twitter's tag (its
-       classifier sees the whole tweet and the user; ours only the letters).
-    """
-    d = normalize_language_code(detected)
-    t = normalize_language_code(twitter_lang)
-    if t == UND:
-        return d
-    if d == UND:
-        return t
-    if t not in DETECTOR_LANGUAGES:
-        return t
-    if d == t or (d.startswith("zh-") and t.startswith("zh-")):
-        return d
-    return d if score >= STRONG_CONFIDENCE else t
