@@ -22,15 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from bench_reader import synthetic_shards  # this folder is on sys.path when run as a script
+
 TARGET = 100e6
-
-
-def write(out: Path, rows: int, shards: int) -> None:
-    sys.path.insert(0, str(REPO / "tests"))
-    from train_fixtures import write_synthetic_shards
-
-    write_synthetic_shards(out, rows, num_shards=shards, mean_tokens=30.0)
 
 
 def export_child(shards: Path, fmt: str, out: Path) -> None:
@@ -51,12 +45,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_700_000)
     parser.add_argument("--shards", type=int, default=8)
     parser.add_argument("--dir", type=Path, help="reuse (or create) shards here instead of a temp dir")
-    parser.add_argument("--write-only", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--export-only", nargs=3, metavar=("SHARDS", "FORMAT", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.write_only:
-        write(args.write_only, args.rows, args.shards)
-        return
     if args.export_only:
         shards, fmt, out = args.export_only
         export_child(Path(shards), fmt, Path(out))
@@ -66,14 +56,7 @@ def main() -> None:
     print(f"{os.cpu_count()} CPUs, load average {load:.1f} (other processes slow this down)")
     with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
         shards = args.dir or Path(tmp) / "shards"
-        if not (shards / "manifest.json").exists():
-            t0 = time.perf_counter()
-            cmd = [sys.executable, __file__, "--write-only", str(shards), "--rows", str(args.rows)]
-            subprocess.run([*cmd, "--shards", str(args.shards)], check=True)
-            print(
-                f"wrote {args.rows:,} synthetic tweets in {args.shards} shards "
-                f"in {time.perf_counter() - t0:.1f} s"
-            )
+        synthetic_shards(shards, args.rows, args.shards)
         manifest = json.loads((shards / "manifest.json").read_text())
         files = [str(shards / s["file"]) for s in manifest["shards"]]
         shard_bytes = sum(os.path.getsize(f) for f in files)

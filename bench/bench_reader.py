@@ -32,6 +32,17 @@ def write(out: Path, rows: int, shards: int) -> None:
     write_synthetic_shards(out, rows, num_shards=shards, mean_tokens=30.0)
 
 
+def synthetic_shards(out: Path, rows: int, shards: int) -> None:
+    """Synthetic shards in ``out`` unless a run is there already, written by a child process so that
+    its memory does not count in the peak RSS the benchmarks print."""
+    if (out / "manifest.json").exists():
+        return
+    t0 = time.perf_counter()
+    cmd = [sys.executable, __file__, "--write-only", str(out), "--rows", str(rows), "--shards", str(shards)]
+    subprocess.run(cmd, check=True)
+    print(f"wrote {rows:,} synthetic tweets in {shards} shards in {time.perf_counter() - t0:.1f} s")
+
+
 def memory() -> str:
     """Peak RSS, and the current split between anonymous memory and mapped shard pages."""
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
@@ -93,14 +104,7 @@ def main() -> None:
     print(f"{os.cpu_count()} CPUs, load average {load:.1f} (other processes slow this down)")
     with tempfile.TemporaryDirectory(prefix="bench-reader-") as tmp:
         out = args.dir or Path(tmp) / "shards"
-        if not (out / "manifest.json").exists():
-            t0 = time.perf_counter()
-            cmd = [sys.executable, __file__, "--write-only", str(out), "--rows", str(args.rows)]
-            subprocess.run([*cmd, "--shards", str(args.shards)], check=True)
-            print(
-                f"wrote {args.rows:,} synthetic tweets in {args.shards} shards "
-                f"in {time.perf_counter() - t0:.1f} s"
-            )
+        synthetic_shards(out, args.rows, args.shards)
 
         from tweetmill.gpu_train.data import BlockPacker, open_shards, split_documents
 

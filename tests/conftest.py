@@ -16,3 +16,19 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared data not available: {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def corpus() -> list[str]:
+    """3,000 real tweet texts (tests/train_fixtures.py), shared by the trainer's and export's tests."""
+    from train_fixtures import tweet_corpus
+
+    return tweet_corpus(3000)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(corpus):
+    """A 512-token BPE trained on ``corpus``."""
+    from train_fixtures import train_bpe
+
+    return train_bpe(corpus, vocab_size=512)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_fixtures import train_bpe, tweet_corpus, write_text_shards
+from train_fixtures import write_text_shards
 from tweetmill.gpu_train.checkpoint import load_checkpoint
 from tweetmill.gpu_train.export_hf import (
     ExportError,
@@ -30,16 +30,6 @@ needs_transformers = pytest.mark.skipif(
     reason="transformers is not installed (pip install transformers)",
 )
 BUNDLED = Path(__file__).resolve().parents[1] / "transforms" / "assets" / "tweet-bpe-16k.json"
-
-
-@pytest.fixture(scope="module")
-def corpus() -> list[str]:
-    return tweet_corpus(1500)
-
-
-@pytest.fixture(scope="module")
-def tokenizer(corpus):
-    return train_bpe(corpus, vocab_size=512)
 
 
 @pytest.fixture(scope="module")
