@@ -37,6 +37,7 @@ from tweetmill.transforms.author_cap import CapAuthors
 from tweetmill.transforms.clean import CleanTweets
 from tweetmill.transforms.common import TAG_DEAD_LETTERS, TAG_DROPPED, TAG_SAMPLES, TAG_STATS
 from tweetmill.transforms.dedup import DeduplicateIds, DeduplicateTexts
+from tweetmill.transforms.documents import BuildDocuments
 from tweetmill.transforms.filters.empty import EmptyText
 from tweetmill.transforms.filters.entities_only import EntitiesOnly
 from tweetmill.transforms.filters.entity_counts import EntityCounts
@@ -61,7 +62,7 @@ from tweetmill.transforms.write import (
 # rules first, so the shuffles carry fewer tweets). Adding a filter is one module and one line here.
 FILTERS: tuple[type[Stage], ...] = (EmptyText, Retweets, Length, EntitiesOnly, EntityCounts, Repetition)
 # The stages whose options ``tweetmill run`` offers, derived from their ``Config`` (stage_options.py).
-CONFIGURABLE_STAGES: tuple[type, ...] = (*FILTERS, DetectLanguage, CapAuthors)
+CONFIGURABLE_STAGES: tuple[type, ...] = (*FILTERS, DetectLanguage, CapAuthors, BuildDocuments)
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,8 @@ def run_stages(config: RunConfig) -> list[StageRecord]:
     stages.append(declared(DetectLanguage))
     if CapAuthors(config.stage_config(CapAuthors)).enabled():
         stages.append(declared(CapAuthors))
+    if BuildDocuments(config.stage_config(BuildDocuments)).enabled():
+        stages.append(declared(BuildDocuments))
     return [*stages, declared(TokenizeTweets)]
 
 
@@ -184,6 +187,12 @@ def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec) -> None:
         dropped_tweets.append(capped[TAG_DROPPED_TWEETS])
         stage_stats.append(capped[TAG_STATS])
         batches = capped.tweets | "Rebatch" >> beam.BatchElements(min_batch_size=64, max_batch_size=1024)
+    documents = BuildDocuments(config.stage_config(BuildDocuments))
+    if documents.enabled():  # after every per-tweet decision: a document holds only kept tweets
+        built = batches | "UnbatchForDocuments" >> _Unbatch() | "BuildDocuments" >> documents
+        stage_stats.append(built[TAG_STATS])
+        rebatch = beam.BatchElements(min_batch_size=16, max_batch_size=256)
+        batches = built["tweets"] | "BatchDocuments" >> rebatch
     tokenized = batches | "Tokenize" >> TokenizeTweets(config.tokenizer)
 
     shards = tokenized | "WriteShards" >> WriteShards(spec)

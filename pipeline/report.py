@@ -23,8 +23,11 @@ def print_run_report(console: Console, manifest: Manifest, output: str, seconds:
         console.print(changed)
     rows, tokens = manifest.total_rows, manifest.total_tokens
     rate = manifest.counts.read / seconds if seconds > 0 else 0.0
+    held = f"{rows:,} tweets"
+    if manifest.total_tweets != rows or any(s.tweets is not None for s in manifest.shards):
+        held = f"{rows:,} documents of {manifest.total_tweets:,} tweets"
     console.print(
-        f"{len(manifest.shards)} shard(s), {rows:,} tweets, {tokens:,} tokens → {safe(output)}  "
+        f"{len(manifest.shards)} shard(s), {held}, {tokens:,} tokens → {safe(output)}  "
         f"({seconds:.1f} s, {rate:,.0f} records/s)"
     )
     if manifest.counts.errors:

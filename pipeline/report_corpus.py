@@ -196,3 +196,27 @@ def tokens_table(stats: dict[str, Any], top: int) -> str:
         + html_table(["id", "token", "count", "share"], rows, {0, 2, 3})
         + html_note(note)
     )
+
+
+def documents_section(stats: dict[str, Any]) -> str:
+    """Rows as documents (``--documents threads|conversations``): tweets and depth per document;
+    nothing when every row is one tweet."""
+    docs = stats.get("documents")
+    if not docs or not docs["multi_tweet_documents"]:
+        return ""
+    tpd, depth = docs["tweets_per_document"], docs["depth"]
+    plot = histogram_plot(tpd, "tweets", "Tweets per document", "tweets-per-document")
+    rows = [
+        ["documents", count_text(docs["documents"])],
+        ["of several tweets", count_text(docs["multi_tweet_documents"])],
+        ["tweets in the documents", count_text(docs["tweets"])],
+        ["tweets / document (mean, p90, max)", f"{tpd['mean']:.2f} · {tpd['p90']:,} · {tpd['max']:,}"],
+        ["depth in turns (mean, p90, max)", f"{depth['mean']:.2f} · {depth['p90']:,} · {depth['max']:,}"],
+        ["tokens / document of several tweets", f"{docs['tokens_per_multi_tweet_document']:.1f}"],
+    ]
+    return (
+        "<h2>Documents</h2>"
+        + html_table(["figure", "value"], rows, {1})
+        + f'<div class="gap">{plot}</div>'
+        + html_note("A document is a thread or a conversation branch: its turns end in one EOS.")
+    )

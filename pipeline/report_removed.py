@@ -13,13 +13,20 @@ from tweetmill.pipeline.report_plots import clean_plot
 from tweetmill.pipeline.stats_print import count_text, share_text
 
 
+def _held(funnel: dict[str, Any]) -> str:
+    rows, tweets = funnel["rows_in_shards"], funnel.get("tweets_in_shards", funnel["rows_in_shards"])
+    if tweets == rows:
+        return f"{count_text(rows)} rows"
+    return f"{count_text(rows)} documents of {count_text(tweets)} tweets"
+
+
 def balance_note(funnel: dict[str, Any]) -> str:
     ok = funnel["balanced"]
     verdict = '<span class="ok">balanced</span>' if ok else '<span class="bad">NOT balanced</span>'
     return html_note(
         f"read {count_text(funnel['read'])} = kept {count_text(funnel['kept'])} + dropped "
         f"{count_text(funnel['dropped'])} + errors {count_text(funnel['errors'])}; "
-        f"{count_text(funnel['rows_in_shards'])} rows in the shards: {verdict}"
+        f"{_held(funnel)} in the shards: {verdict}"
     )
 
 

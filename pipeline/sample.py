@@ -24,6 +24,7 @@ from tweetmill.pipeline.shard_io import load_shard_tokenizer, open_shard, read_m
 from tweetmill.pipeline.stats_print import visible
 from tweetmill.pipeline.terminal import safe
 from tweetmill.schemas.shard_dir import TOKENIZER_NAME
+from tweetmill.transforms.documents_core import split_turns
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ _COLUMNS = (
     "num_tokens",
     "tokens",
 )
+# Shard format 2's document columns: a row of several tweets prints as its turns.
+_DOCUMENT_COLUMNS = ("tweet_ids", "context_id")
 
 
 def _matching(batch: pa.RecordBatch, lang: str | None) -> np.ndarray | None:
@@ -86,7 +89,8 @@ def sample(shard_dir: str, n: int = 5, *, seed: int = 0, lang: str | None = None
                 batch = reader.get_batch(b)
                 rows = _matching(batch, lang)
                 index = local if rows is None else rows[local]
-                picked = batch.select(list(_COLUMNS)).take(pa.array(index))
+                columns = [*_COLUMNS, *(c for c in _DOCUMENT_COLUMNS if c in batch.schema.names)]
+                picked = batch.select(columns).take(pa.array(index))
                 for offset, row in zip(index.tolist(), picked.to_pylist(), strict=True):
                     samples.append(
                         _decoded(row, tokenizer, eos)
@@ -95,12 +99,27 @@ def sample(shard_dir: str, n: int = 5, *, seed: int = 0, lang: str | None = None
     return samples
 
 
+def document_turns(row: dict[str, Any]) -> list[tuple[str, str]] | None:
+    """A document's turns, each labelled with its tweet (``context`` for a branch's context turn);
+    None for a row of one tweet (and for shards of format 1, which have no ``tweet_ids``)."""
+    ids = row.get("tweet_ids") or []
+    context = row.get("context_id")
+    if len(ids) <= 1 and context is None:
+        return None
+    turns = split_turns(row["text"])
+    labels = ([f"context {context}"] if context is not None else []) + [f"tweet {i}" for i in ids]
+    if len(labels) != len(turns):  # a tokenizer-side change of the text: show it whole
+        return None
+    return [(f"{k}. {label}:", turn) for k, (label, turn) in enumerate(zip(labels, turns, strict=True), 1)]
+
+
 def _decoded(row: dict[str, Any], tokenizer: Any, eos: int) -> dict[str, Any]:
     ids: list[int] = row.pop("tokens")
     body = ids[:-1] if ids and ids[-1] == eos else ids
     created = row.get("created_at")
     row["created_at"] = created.isoformat().replace("+00:00", "Z") if isinstance(created, datetime) else None
     row["token_ids"] = ids
+    row["turns"] = document_turns(row)
     row["ends_with_eos"] = bool(ids) and ids[-1] == eos
     if tokenizer is None:
         row.update(decoded=None, pieces=None, round_trip=None)
@@ -140,8 +159,12 @@ def print_samples(console: Console, samples: list[dict[str, Any]], *, max_pieces
         else:
             verdict = f"[red]decodes to a different text:[/red] {safe(repr(s['decoded']))}"
         eos = "" if s["ends_with_eos"] else " [red](no EOS at the end)[/red]"
+        turns = s.get("turns")
+        text = safe(s["text"], multiline=True) if not turns else "\n".join(
+            f"[bold]{label}[/bold] {safe(turn, multiline=True)}" for label, turn in turns
+        )
         body = (
-            f"{safe(s['text'], multiline=True)}\n\n[bold]{s['num_tokens']} tokens[/bold]{eos}: {tokens}\n"
+            f"{text}\n\n[bold]{s['num_tokens']} tokens[/bold]{eos}: {tokens}\n"
             f"{verdict}\n[dim]{safe(s['source_file'])} → {safe(s['shard'])} batch {s['batch']} "
             f"row {s['row_in_batch']}[/dim]"
         )

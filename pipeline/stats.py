@@ -112,6 +112,7 @@ def compute_stats(
         "matches_manifest": rows == manifest.total_rows and acc.tokens == manifest.total_tokens,
         "per_shard": per_shard,
         "tokens_per_tweet": length_summary(acc.lengths),
+        "documents": documents_summary(acc),
         "languages": _most_common(acc.values["lang"]),
         "twitter_languages": _most_common(acc.values["twitter_lang"]),
         "source_formats": _most_common(acc.values["source_format"]),
@@ -154,6 +155,21 @@ def compute_stats(
         },
     }
     return stats
+
+
+def documents_summary(acc: Accumulator) -> dict[str, Any]:
+    """Rows as documents: how many tweets each holds, how deep (turns, a context turn included),
+    and the tokens of those of several tweets. Rows of shards of format 1 are single tweets."""
+    depth = acc.doc_depth
+    multi = int(depth[2:].sum())
+    return {
+        "documents": acc.rows,
+        "tweets": int((np.arange(len(acc.doc_tweets)) * acc.doc_tweets).sum()),
+        "multi_tweet_documents": multi,
+        "tweets_per_document": length_summary(acc.doc_tweets),
+        "depth": length_summary(depth),
+        "tokens_per_multi_tweet_document": acc.multi_tokens / multi if multi else 0.0,
+    }
 
 
 def _most_common(counter: Counter) -> dict[str, int]:
@@ -228,8 +244,9 @@ def funnel(manifest: Manifest) -> dict[str, Any]:
         "errors": counts.errors,
         "kept": counts.kept,
         "rows_in_shards": manifest.total_rows,
+        "tweets_in_shards": manifest.total_tweets,  # rows, unless rows are documents of several tweets
         "stages": "manifest" if manifest.pipeline else "legacy",  # where the stages came from
-        "balanced": counts.balanced and remaining == counts.kept == manifest.total_rows,
+        "balanced": counts.balanced and remaining == counts.kept == manifest.total_tweets,
     }
 
 

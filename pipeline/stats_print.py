@@ -98,7 +98,7 @@ def print_stats(console: Console, stats: dict[str, Any], top: int = 10) -> None:
                 else ""
             ),
         ),
-        ("tweets", f"{rows:,}"),
+        ("documents" if _document_rows(stats.get("documents")) else "tweets", f"{rows:,}"),
         ("tokens", f"{tokens:,}"),
         (
             "size on disk",
@@ -117,6 +117,7 @@ def print_stats(console: Console, stats: dict[str, Any], top: int = 10) -> None:
             f"{share_text(flags['is_reply'], rows)} / {share_text(flags['is_quote'], rows)}",
         ),
         ("authors", _authors_text(stats.get("authors"), rows)),
+        *_document_rows(stats.get("documents")),
         ("shards agree with manifest", "yes" if stats["matches_manifest"] else "[red]NO[/red]"),
     ):
         overview.add_row(label, value)
@@ -292,11 +293,34 @@ def funnel_table(funnel_stats: dict[str, Any], title: str = "Funnel: where every
     return table
 
 
+def _document_rows(docs: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """Documents of several tweets (--documents threads|conversations): none for rows of one tweet."""
+    if not docs or not docs["multi_tweet_documents"]:
+        return []
+    tpd, depth, multi = docs["tweets_per_document"], docs["depth"], docs["multi_tweet_documents"]
+    return [
+        (
+            "documents of several tweets",
+            f"{multi:,} ({share_text(multi, docs['documents'])} of {docs['documents']:,} rows; "
+            f"{docs['tweets']:,} tweets in all)",
+        ),
+        ("tweets/document", f"mean {tpd['mean']:.2f}, p50 {tpd['p50']}, p90 {tpd['p90']}, max {tpd['max']}"),
+        ("depth (turns)", f"mean {depth['mean']:.2f}, p90 {depth['p90']}, max {depth['max']}"),
+        ("tokens/document of several tweets", f"mean {docs['tokens_per_multi_tweet_document']:.1f}"),
+    ]
+
+
 def balance_line(funnel_stats: dict[str, Any]) -> str:
     """The accounting check (read = kept + dropped + errors) and the rows actually in the shards."""
     verdict = "[green]balanced[/green]" if funnel_stats["balanced"] else "[red]NOT balanced[/red]"
     f = funnel_stats
     return (
         f"read {f['read']:,} = kept {f['kept']:,} + dropped {f['dropped']:,} + errors {f['errors']:,}; "
-        f"{f['rows_in_shards']:,} rows in the shards: {verdict}"
+        f"{held_text(f)} in the shards: {verdict}"
     )
+
+
+def held_text(f: dict[str, Any]) -> str:
+    """What the shards hold: "N rows", or "N documents of M tweets" when a row holds several tweets."""
+    rows, tweets = f["rows_in_shards"], f.get("tweets_in_shards", f["rows_in_shards"])
+    return f"{rows:,} rows" if tweets == rows else f"{rows:,} documents of {tweets:,} tweets"

@@ -96,6 +96,11 @@ class Accumulator:
         self.lang_scores = np.zeros(SCORE_BINS, dtype=np.int64)
         self.chars = np.zeros(512, dtype=np.int64)  # tweets by characters of text; grows to the longest
         self.authors = AuthorCounter()
+        # Documents (shard format 2): rows by how many tweets they hold, by depth (turns: tweets and
+        # a context turn), and the tokens of the rows of several tweets. Format 1 rows are tweets.
+        self.doc_tweets = np.zeros(16, dtype=np.int64)
+        self.doc_depth = np.zeros(16, dtype=np.int64)
+        self.multi_tokens = 0
 
     def add(self, batch: pa.RecordBatch) -> tuple[int, int]:
         """Fold one record batch in; returns its (rows, tokens)."""
@@ -117,6 +122,7 @@ class Accumulator:
         self.flags["author_known"] += n - batch.column("author_id").null_count
         self.authors.add(batch.column("author_id"))
         self._add_lang_tokens(batch.column("lang"), np.diff(offsets))
+        self._add_documents(batch, np.diff(offsets))
         self._add_scores(batch.column("lang_score"))
         text = batch.column("text")
         self.chars = _add_histogram(self.chars, np.minimum(pc.utf8_length(text).to_numpy(), CHARS_CAP))
@@ -147,8 +153,22 @@ class Accumulator:
             self.lang_tokens.update(other.lang_tokens)
             self.lang_scores += other.lang_scores
             self.chars = _merge_histograms(self.chars, other.chars)
+            self.doc_tweets = _merge_histograms(self.doc_tweets, other.doc_tweets)
+            self.doc_depth = _merge_histograms(self.doc_depth, other.doc_depth)
+            self.multi_tokens += other.multi_tokens
         self.hashtags.merge(*(o.hashtags for o in others))
         self.authors.merge(*(o.authors for o in others))
+
+    def _add_documents(self, batch: pa.RecordBatch, lengths: np.ndarray) -> None:
+        n = batch.num_rows
+        if "tweet_ids" in batch.schema.names:
+            tweets = np.diff(list_layout(batch.column("tweet_ids"))[0]).astype(np.int64)
+            context = batch.column("context_id").is_valid().to_numpy(zero_copy_only=False).astype(np.int64)
+        else:
+            tweets, context = np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+        self.doc_tweets = _add_histogram(self.doc_tweets, tweets)
+        self.doc_depth = _add_histogram(self.doc_depth, tweets + context)
+        self.multi_tokens += int(lengths[(tweets + context) > 1].sum())
 
     def _add_lengths(self, lengths: np.ndarray) -> None:
         self.lengths = _add_histogram(self.lengths, lengths)

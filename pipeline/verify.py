@@ -155,12 +155,14 @@ def _check_rows(
     check: ShardCheck, reader: pa.ipc.RecordBatchFileReader, entry: ShardEntry, manifest: Manifest
 ) -> None:
     vocab, eos = manifest.tokenizer.vocab_size, manifest.tokenizer.eos_id
-    rows = tokens = 0
-    bad_lengths = out_of_vocab = no_eos = unsorted = 0
+    rows = tokens = members = 0
+    bad_lengths = out_of_vocab = no_eos = unsorted = bad_members = 0
     last_id: int | None = None
     for i in range(reader.num_record_batches):
         batch = reader.get_batch(i)
         rows += batch.num_rows
+        members += _members(batch)
+        bad_members += _bad_members(batch)
         if not batch.num_rows or batch.schema.get_field_index("tokens") < 0:
             continue
         offsets, values = list_layout(batch.column("tokens"))
@@ -183,14 +185,38 @@ def _check_rows(
         check.problems.append(f"{rows:,} rows, the manifest says {entry.rows:,}")
     if tokens != entry.tokens:
         check.problems.append(f"{tokens:,} tokens, the manifest says {entry.tokens:,}")
+    if members != entry.kept:
+        check.problems.append(f"{members:,} tweets in the rows' tweet_ids, the manifest says {entry.kept:,}")
     for n, what in (
         (bad_lengths, "rows whose num_tokens disagrees with their tokens"),
         (out_of_vocab, f"token ids outside the vocabulary (>= {vocab:,} or negative)"),
         (no_eos, f"rows not ending with EOS (id {eos})"),
         (unsorted, "places where ids are not strictly ascending"),
+        (bad_members, "rows whose tweet_ids do not start with their id"),
     ):
         if n:
             check.problems.append(f"{n:,} {what}")
+
+
+def _members(batch: pa.RecordBatch) -> int:
+    """The tweets a batch's rows hold: ``tweet_ids`` (shard format 2), else one per row."""
+    if batch.schema.get_field_index("tweet_ids") < 0:
+        return batch.num_rows
+    offsets, _ = list_layout(batch.column("tweet_ids"))
+    return int(offsets[-1])
+
+
+def _bad_members(batch: pa.RecordBatch) -> int:
+    """Rows whose ``tweet_ids`` is empty or does not start with the row's id (a document's id is its
+    first tweet's)."""
+    if not batch.num_rows or batch.schema.get_field_index("tweet_ids") < 0:
+        return 0
+    offsets, values = list_layout(batch.column("tweet_ids"))
+    lengths = np.diff(offsets)
+    firsts = values[offsets[:-1][lengths > 0]]
+    return int(np.count_nonzero(lengths == 0)) + int(
+        np.count_nonzero(firsts != batch.column("id").to_numpy()[lengths > 0])
+    )
 
 
 def verify(shard_dir: str) -> VerifyReport:
@@ -248,9 +274,9 @@ def _check_directory(report: VerifyReport, shard_dir: str, manifest: Manifest, d
             f"accounting does not balance: read {counts.read:,} != kept {counts.kept:,} + dropped "
             f"{sum(counts.dropped.values()):,} + errors {counts.errors:,}"
         )
-    if counts.kept != manifest.total_rows:
+    if counts.kept != manifest.total_tweets:  # rows, unless rows are documents of several tweets
         report.problems.append(
-            f"counts.kept is {counts.kept:,} but the shards listed hold {manifest.total_rows:,} rows"
+            f"counts.kept is {counts.kept:,} but the shards listed hold {manifest.total_tweets:,} tweets"
         )
     if "inputs" in doc:  # per input file, since the manifest had them
         try:

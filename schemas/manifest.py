@@ -32,6 +32,21 @@ class ShardEntry:
     tokens: int
     bytes: int
     sha256: str
+    # The tweets in the shard's rows, where a row is a document of several tweets (``--documents
+    # threads|conversations``); None when every row is one tweet (then it is ``rows``, left out of JSON).
+    tweets: int | None = None
+
+    @property
+    def kept(self) -> int:
+        """The kept tweets this shard holds: what the accounting counts."""
+        return self.rows if self.tweets is None else self.tweets
+
+
+def _shard_json(shard: ShardEntry) -> dict[str, Any]:
+    doc = asdict(shard)
+    if shard.tweets is None:  # one tweet per row: the manifest reads as before documents existed
+        del doc["tweets"]
+    return doc
 
 
 @dataclass
@@ -102,6 +117,11 @@ class Manifest:
         return sum(stage.total for stage in self.pipeline if stage.kind != "source")
 
     @property
+    def total_tweets(self) -> int:
+        """The kept tweets in the shards (``total_rows`` unless rows are multi-tweet documents)."""
+        return sum(s.kept for s in self.shards)
+
+    @property
     def total_tokens(self) -> int:
         return sum(s.tokens for s in self.shards)
 
@@ -126,7 +146,7 @@ class Manifest:
                 "tokens": self.total_tokens,
                 "bytes": sum(s.bytes for s in self.shards),
             },
-            "shards": [asdict(s) for s in self.shards],
+            "shards": [_shard_json(s) for s in self.shards],
             "error_files": self.error_files,
             "dropped_files": self.dropped_files,
             "side_files": self.side_files,

@@ -68,6 +68,18 @@ class Tweet:
     is_retweet: bool = False
     is_reply: bool = False
     is_quote: bool = False
+    # The links between tweets, as the source gives them (None where it has none): the tweet this one
+    # replies to and that tweet's author, the conversation (v2's ``conversation_id``: its root tweet)
+    # and the quoted tweet. ``transforms/documents.py`` builds threads and conversations from them.
+    reply_to_id: int | None = None
+    reply_to_author_id: int | None = None
+    conversation_id: int | None = None
+    quoted_id: int | None = None
+    # Set on a multi-tweet document (``--documents threads|conversations``): the ids of the tweets
+    # it holds, in reply order (empty: the record is the single tweet ``id``), and the tweet given
+    # as context before them (the tweet a conversation branch answers; not one of its own tweets).
+    tweet_ids: tuple[int, ...] = ()
+    context_id: int | None = None
     # The parser applied the payload's display_text_range: the hidden reply prefix is already gone,
     # so a leading @mention left in the text was typed by the author and stays.
     display_range_applied: bool = False

@@ -13,7 +13,10 @@ import re
 
 import pyarrow as pa
 
-SHARD_FORMAT_VERSION = 1
+SHARD_FORMAT_VERSION = 2
+# Versions this tweetmill reads: version 1 lacks the link and document columns (``LINK_FIELDS``);
+# readers treat a missing column as nulls (``tweet_ids``: the row's own id).
+READABLE_SHARD_VERSIONS = (1, 2)
 
 SHARD_PREFIX = "shard-"
 SHARD_SUFFIX = ".arrow"
@@ -62,6 +65,21 @@ SHARD_FIELDS: list[pa.Field] = [
     pa.field("num_tokens", pa.int32(), nullable=False),
     pa.field("tokens", pa.list_(pa.field("item", TOKEN_TYPE, nullable=False)), nullable=False),
 ]
+# Version 2's columns, after version 1's so a version-1 reader's column positions still hold: the
+# links between tweets (null where the source has none), and what a row holds: ``tweet_ids`` the
+# tweets of the row in reply order (``[id]`` for a single tweet; the member tweets of a thread or
+# a conversation branch), ``context_id`` the tweet a conversation branch answers, given as its first
+# turn (null otherwise).
+LINK_FIELDS: list[pa.Field] = [
+    pa.field("reply_to_id", pa.int64()),
+    pa.field("reply_to_author_id", pa.int64()),
+    pa.field("conversation_id", pa.int64()),
+    pa.field("quoted_id", pa.int64()),
+    pa.field("tweet_ids", pa.list_(pa.field("item", pa.int64(), nullable=False)), nullable=False),
+    pa.field("context_id", pa.int64()),
+]
+SHARD_FIELDS_V1: list[pa.Field] = SHARD_FIELDS
+SHARD_FIELDS = [*SHARD_FIELDS_V1, *LINK_FIELDS]
 
 
 def shard_schema(
@@ -113,11 +131,10 @@ def check_shard_schema(schema: pa.Schema) -> None:
     version = meta.get(META_FORMAT_VERSION)
     if version is None:
         raise ValueError("not a tweetmill shard: schema has no tweetmill.format_version metadata")
-    if int(version) != SHARD_FORMAT_VERSION:
-        raise ValueError(
-            f"shard format version {version} is not supported (this tweetmill reads {SHARD_FORMAT_VERSION})"
-        )
-    expected = pa.schema(SHARD_FIELDS)
+    if int(version) not in READABLE_SHARD_VERSIONS:
+        readable = ", ".join(map(str, READABLE_SHARD_VERSIONS))
+        raise ValueError(f"shard format version {version} is not supported (this tweetmill reads {readable})")
+    expected = pa.schema(SHARD_FIELDS if int(version) >= 2 else SHARD_FIELDS_V1)
     for want in expected:
         idx = schema.get_field_index(want.name)
         if idx < 0:

@@ -47,7 +47,7 @@ from tweetmill.schemas.shard import (
     META_SHARD_INDEX,
     META_TOKENIZER_SHA256,
     META_VOCAB_SIZE,
-    SHARD_FORMAT_VERSION,
+    READABLE_SHARD_VERSIONS,
     SHARD_PREFIX,
     SHARD_SUFFIX,
     schema_metadata,
@@ -164,10 +164,11 @@ def read_manifest(shard_dir: str | os.PathLike, read: Reader = read_local) -> Ma
 
 def check_shard_format(manifest: Manifest, where: str) -> None:
     """``ShardDirError`` unless the manifest's shards are in the format this tweetmill reads."""
-    if manifest.shard_format_version != SHARD_FORMAT_VERSION:
+    if manifest.shard_format_version not in READABLE_SHARD_VERSIONS:
+        readable = ", ".join(map(str, READABLE_SHARD_VERSIONS))
         raise ShardDirError(
             f"{where}: shard format version {manifest.shard_format_version} is not supported "
-            f"(this tweetmill reads {SHARD_FORMAT_VERSION})"
+            f"(this tweetmill reads {readable})"
         )
 
 

@@ -776,3 +776,93 @@ def test_read_archives_pipeline(tmp_path: Path) -> None:
 
     with pytest.raises(Exception, match=r"Empty match for pattern .*no-such-dir"), beam.Pipeline() as p2:
         _ = p2 | ReadArchives([str(tmp_path / "no-such-dir" / "*.json")])
+
+
+# ---------------------------------------------------------------------------------------------------
+# links between tweets (issue #16): reply-to id and author, conversation id, quoted id
+# ---------------------------------------------------------------------------------------------------
+
+
+def _js_array(path: Path) -> list:
+    """The JSON array of an archive / Grailbird ``.js`` file, read independently of the parser."""
+    raw = path.read_text(encoding="utf-8-sig")
+    return json.loads(raw[raw.index("=") + 1:])
+
+
+def _source_id(value) -> int | None:
+    return int(value) if value not in (None, "", 0) else None
+
+
+def _by_id(parsed: list[Tweet]) -> dict[int, Tweet]:
+    return {t.id: t for t in parsed}
+
+
+def test_links_of_v1_tweets_match_the_source() -> None:
+    path = shared_data("v1", "tweepy_cassettes_v1.jsonl")
+    parsed = _by_id(tweets(records_of(path)))
+    sources = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    replies = 0
+    for obj in sources:
+        t = parsed[int(obj["id_str"])]
+        assert t.reply_to_id == _source_id(obj.get("in_reply_to_status_id_str"))
+        assert t.reply_to_author_id == _source_id(obj.get("in_reply_to_user_id_str"))
+        assert t.conversation_id is None  # v1 has none
+        replies += t.reply_to_id is not None
+    assert replies == 23
+    quoted_file = shared_data(*TU, "original__lt_140_characters_hidden___quoted_w_attachment.json")
+    quote = one_tweet(quoted_file)
+    raw = json.loads(quoted_file.read_text())
+    assert quote.quoted_id == int(raw["quoted_status_id_str"]) and quote.is_quote
+
+
+def test_links_of_archive_tweets_match_the_source() -> None:
+    path = shared_data("archive", "milahu-twitter-milahu104", "tweets.js")
+    parsed = _by_id(tweets(records_of(path)))
+    entries = [e["tweet"] for e in _js_array(path)]
+    for obj in entries:
+        t = parsed[int(obj["id_str"])]
+        assert t.reply_to_id == _source_id(obj.get("in_reply_to_status_id_str"))
+        assert t.reply_to_author_id == (
+            _source_id(obj.get("in_reply_to_user_id_str")) if t.reply_to_id is not None else None)
+    # 41 replies answer a tweet of the same archive, all by its own account: self-threads.
+    own = [t for t in parsed.values() if t.reply_to_id in parsed]
+    assert len(own) == 41 and {t.reply_to_author_id for t in own} == {1964312974236991488}
+
+
+def test_links_of_grailbird_and_legacy_csv_agree() -> None:
+    folder = shared_data("archive", "legacy-grailbird-NiciDieNase")
+    grail = _by_id([t for p in sorted(folder.glob("*.js")) for t in tweets(records_of(p))])
+    for p in sorted(folder.glob("*.js")):
+        for obj in _js_array(p):
+            t = grail[int(obj["id_str"])]
+            assert t.reply_to_id == _source_id(obj.get("in_reply_to_status_id_str"))
+    csv_tweets = _by_id(tweets(records_of(shared_data("csv", "legacy-archive-NiciDieNase_tweets.csv"))))
+    replies = {i: (t.reply_to_id, t.reply_to_author_id) for i, t in csv_tweets.items() if t.reply_to_id}
+    assert len(replies) == 253
+    assert replies == {i: (t.reply_to_id, t.reply_to_author_id) for i, t in grail.items() if t.reply_to_id}
+
+
+def test_links_of_v2_tweets_match_the_source() -> None:
+    folder = shared_data("v2", "twarc-csv")
+    checked = quoted = 0
+    for path in sorted(folder.glob("*.jsonl")):
+        parsed = _by_id(tweets(records_of(path)))
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                doc = json.loads(line)
+            except ValueError:  # the broken lines of streaming_output_with_error.jsonl
+                continue
+            data = doc.get("data", doc if "text" in doc else [])
+            for obj in data if isinstance(data, list) else [data]:
+                t = parsed.get(int(obj["id"])) if "id" in obj else None
+                if t is None or t.is_retweet:
+                    continue
+                refs = {r["type"]: int(r["id"]) for r in obj.get("referenced_tweets", [])}
+                assert t.conversation_id == _source_id(obj.get("conversation_id"))
+                assert t.reply_to_id == refs.get("replied_to")
+                assert t.quoted_id == refs.get("quoted")
+                if t.reply_to_id is not None:
+                    assert t.reply_to_author_id == _source_id(obj.get("in_reply_to_user_id"))
+                checked += 1
+                quoted += t.quoted_id is not None
+    assert checked > 300 and quoted > 10

@@ -869,3 +869,38 @@ def test_stats_memory_does_not_hold_the_rows(run_a):
     assert sizes[0] <= 1024 and sizes[1] == 16384 and sizes[2] < 250 and sizes[3] < 400 and sizes[4] <= 2048
     acc.authors.merge()
     assert len(acc.authors.ids) == len(set(table.column("author_id").drop_null().to_pylist()))
+
+
+# --- documents (--documents threads|conversations) ----------------------------------------------------
+
+
+def test_documents_figures_count_tweets_and_depth_per_row() -> None:
+    from tweetmill.pipeline.stats import documents_summary
+    from tweetmill.pipeline.stats_print import _document_rows
+    from tweetmill.pipeline.stats_scan import Accumulator
+    from tweetmill.schemas.records import Tweet
+    from tweetmill.schemas.shard import SHARD_FIELDS_V1, shard_schema
+    from tweetmill.transforms.write import tweets_to_table
+
+    def row(i: int, ids: tuple[int, ...] = (), context: int | None = None) -> Tweet:
+        tokens = np.arange(3 * max(1, len(ids)) + 1, dtype="<i4").tobytes()
+        return Tweet(id=i, text="x", source_format="v1", source_file="f", position=0, tweet_ids=ids,
+                     context_id=context, token_bytes=tokens)
+
+    rows = [row(1), row(2, (2, 3, 4)), row(5, (5,), context=1), row(6, (6, 7))]
+    schema = shard_schema(tokenizer_sha256="0" * 64, vocab_size=100, eos_id=0, run_fingerprint="f",
+                          shard_index=0, num_shards=1)
+    table = tweets_to_table(rows, schema)
+    acc = Accumulator(100, hashtags=False)
+    for batch in table.to_batches():
+        acc.add(batch)
+    docs = documents_summary(acc)
+    assert (docs["documents"], docs["tweets"], docs["multi_tweet_documents"]) == (4, 7, 3)
+    assert docs["tweets_per_document"]["max"] == 3 and docs["depth"]["histogram"] == [[1, 1], [2, 2], [3, 1]]
+    assert docs["tokens_per_multi_tweet_document"] == (10 + 4 + 7) / 3
+    assert _document_rows(docs)[0][0] == "documents of several tweets"
+
+    old = Accumulator(100, hashtags=False)  # shard format 1: no tweet_ids, every row one tweet
+    for batch in table.select([f.name for f in SHARD_FIELDS_V1]).to_batches():
+        old.add(batch)
+    assert documents_summary(old)["tweets"] == 4 and _document_rows(documents_summary(old)) == []

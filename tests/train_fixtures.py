@@ -360,5 +360,15 @@ def _table(
         "text": text,
         "num_tokens": pa.array(row_lengths.astype(np.int32)),
         "tokens": tokens,
+        # shard format 2's links and documents (one tweet per row here)
+        "reply_to_id": pa.nulls(n, pa.int64()),
+        "reply_to_author_id": pa.nulls(n, pa.int64()),
+        "conversation_id": pa.nulls(n, pa.int64()),
+        "quoted_id": pa.nulls(n, pa.int64()),
+        "tweet_ids": pa.ListArray.from_arrays(
+            pa.array(np.arange(n + 1, dtype=np.int32)), pa.array(row_ids, pa.int64()),
+            type=schema.field("tweet_ids").type,
+        ) if "tweet_ids" in schema.names else None,
+        "context_id": pa.nulls(n, pa.int64()),
     }
     return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)

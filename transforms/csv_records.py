@@ -17,7 +17,7 @@ from tweetmill.schemas.records import DROP_NO_TEXT, FORMAT_CSV, DeadLetter, sour
 from tweetmill.transforms.streams import Line
 from tweetmill.transforms.text_lines import LineDecoder
 from tweetmill.transforms.tweet_fields import RT_PREFIX, has_text, parse_bool, parse_id
-from tweetmill.transforms.tweet_objects import FileContext, Record, TweetBuilder
+from tweetmill.transforms.tweet_objects import FileContext, Links, Record, TweetBuilder
 
 # Dead-letter reasons of this layer.
 REASON_MALFORMED_ROW = "malformed_csv_row"
@@ -61,6 +61,8 @@ class _CsvColumns:
         self.is_reply = find(("is_reply",))
         self.quote_of = find(("quoted_status_id", "quoted_tweet_id"))
         self.is_quote = find(("is_quote", "is_quote_status"))
+        self.reply_to_user = find(("in_reply_to_user_id", "in_reply_to_user_id_str"))
+        self.conversation = find(("conversation_id",))
         self.width = len(names)
         # Twitter's legacy tweets.csv leaves its last column out when it is empty and repeats it per URL.
         self.url_tail = names[-1] == "expanded_urls"
@@ -81,6 +83,14 @@ _URL_FIELD = re.compile(r"https?://\S*\Z")
 
 def _cell(row: list[str], index: int | None) -> str:
     return row[index] if index is not None and index < len(row) else ""
+
+
+def _links(row: list[str], cols: _CsvColumns) -> Links:
+    """The reply, conversation and quote ids a row's columns hold (legacy tweets.csv, twarc-csv)."""
+    reply_to = parse_id(_cell(row, cols.reply_to).strip())
+    author = parse_id(_cell(row, cols.reply_to_user).strip()) if reply_to is not None else None
+    return Links(reply_to, author, parse_id(_cell(row, cols.conversation).strip()),
+                 parse_id(_cell(row, cols.quote_of).strip()))
 
 
 def _flag(row: list[str], value: int | None, truthy: int | None) -> bool:
@@ -327,4 +337,5 @@ class CsvReader:
             is_reply=_flag(row, cols.reply_to, cols.is_reply),
             is_quote=_flag(row, cols.quote_of, cols.is_quote),
             invalid_id=invalid_id,
+            links=_links(row, cols),
         )

@@ -15,7 +15,7 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from tweetmill.schemas.records import (
     DROP_API_ERROR,
@@ -111,6 +111,33 @@ class FileContext:
                           safe_raw(raw))
 
 
+class Links(NamedTuple):
+    """A tweet's links to other tweets (``Tweet.reply_to_id`` ...): None where the source has none."""
+
+    reply_to_id: int | None = None
+    reply_to_author_id: int | None = None
+    conversation_id: int | None = None
+    quoted_id: int | None = None
+
+
+NO_LINKS = Links()
+
+
+def v1_links(obj: dict) -> Links:
+    """The links of a v1.1 / archive / Grailbird tweet object: ``in_reply_to_status_id(_str)``,
+    ``in_reply_to_user_id(_str)``, ``quoted_status_id(_str)`` or ``quoted_status``; v1 has no
+    conversation id. A retweet's links are the retweeted tweet's, not its own: it has none."""
+    reply_to = parse_id(obj.get("in_reply_to_status_id_str")) or parse_id(obj.get("in_reply_to_status_id"))
+    author = None
+    if reply_to is not None:
+        author = parse_id(obj.get("in_reply_to_user_id_str")) or parse_id(obj.get("in_reply_to_user_id"))
+    quoted = parse_id(obj.get("quoted_status_id_str")) or parse_id(obj.get("quoted_status_id"))
+    if quoted is None and isinstance(obj.get("quoted_status"), dict):
+        q = obj["quoted_status"]
+        quoted = parse_id(q.get("id_str")) or parse_id(q.get("id"))
+    return Links(reply_to, author, None, quoted)
+
+
 class TweetBuilder:
     """Builds the ``Tweet`` records of one file: from v1 / archive / v2 tweet objects, and (``make``)
     from the fields of any record, such as a CSV row."""
@@ -119,7 +146,8 @@ class TweetBuilder:
         self._ctx = ctx
 
     def make(self, tid: int | None, text: str, fmt: str, created: Any, author: Any, lang: Any,
-             is_retweet: bool, is_reply: bool, is_quote: bool, invalid_id: bool = False) -> Tweet:
+             is_retweet: bool, is_reply: bool, is_quote: bool, invalid_id: bool = False, *,
+             links: Links = NO_LINKS) -> Tweet:
         """``invalid_id``: the record has an id that is not one (``"abc"``, Excel's ``1.23457E+18``); the
         derived id that replaces it is counted in ``notes["invalid_id_replaced"]``."""
         ctx = self._ctx
@@ -147,6 +175,10 @@ class TweetBuilder:
             is_retweet=is_retweet,
             is_reply=is_reply,
             is_quote=is_quote,
+            reply_to_id=links.reply_to_id,
+            reply_to_author_id=links.reply_to_author_id,
+            conversation_id=links.conversation_id,
+            quoted_id=links.quoted_id,
         )
 
     def v1(self, obj: dict, fmt: str) -> Tweet | str:
@@ -177,7 +209,8 @@ class TweetBuilder:
         is_quote = (parse_bool(obj.get("is_quote_status")) or isinstance(obj.get("quoted_status"), dict)
                     or bool(obj.get("quoted_status_id_str")))
         tweet = self.make(tid, text, fmt, obj.get("created_at"), author, obj.get("lang"), is_retweet,
-                          is_reply, is_quote, tid is None and has_value(obj.get("id_str"), obj.get("id")))
+                          is_reply, is_quote, tid is None and has_value(obj.get("id_str"), obj.get("id")),
+                          links=v1_links(obj))
         # Where the payload says which part is displayed, the hidden reply prefix is already gone.
         ext = obj.get("extended_tweet")
         tweet.display_range_applied = "display_text_range" in obj or (
@@ -194,6 +227,7 @@ class TweetBuilder:
         if isinstance(text, str):
             text = apply_display_text_range(text, obj.get("display_text_range"))
         is_retweet = is_reply = is_quote = False
+        reply_to = quoted = None
         refs = obj.get("referenced_tweets")
         if isinstance(refs, list):
             for ref in refs:
@@ -207,8 +241,10 @@ class TweetBuilder:
                         text = completed
                 elif kind == "replied_to":
                     is_reply = True
+                    reply_to = reply_to or parse_id(ref.get("id"))
                 elif kind == "quoted":
                     is_quote = True
+                    quoted = quoted or parse_id(ref.get("id"))
         if obj.get("in_reply_to_user_id"):
             is_reply = True
         if not is_retweet and isinstance(text, str):
@@ -220,8 +256,10 @@ class TweetBuilder:
         if author is None and isinstance(obj.get("author"), dict):
             author = obj["author"].get("id")
         tid = parse_id(obj.get("id"))
+        links = Links(reply_to, parse_id(obj.get("in_reply_to_user_id")) if reply_to else None,
+                      parse_id(obj.get("conversation_id")), quoted)
         return self.make(tid, text, FORMAT_V2, obj.get("created_at"), author, obj.get("lang"), is_retweet,
-                         is_reply, is_quote, tid is None and has_value(obj.get("id")))
+                         is_reply, is_quote, tid is None and has_value(obj.get("id")), links=links)
 
     @staticmethod
     def _v2_retweet_text(obj: dict, ref: dict, tweets: dict[str, dict], users: dict[str, dict]) -> str | None:

@@ -108,6 +108,12 @@ def tweets_to_table(tweets: list[Tweet], schema: pa.Schema) -> pa.Table:
         "text": pa.array([t.text for t in tweets], pa.string()),
         "num_tokens": pa.array(lengths, pa.int32()),
         "tokens": tokens,
+        "reply_to_id": pa.array([t.reply_to_id for t in tweets], pa.int64()),
+        "reply_to_author_id": pa.array([t.reply_to_author_id for t in tweets], pa.int64()),
+        "conversation_id": pa.array([t.conversation_id for t in tweets], pa.int64()),
+        "quoted_id": pa.array([t.quoted_id for t in tweets], pa.int64()),
+        "tweet_ids": pa.array([t.tweet_ids or (t.id,) for t in tweets], schema.field("tweet_ids").type),
+        "context_id": pa.array([t.context_id for t in tweets], pa.int64()),
     }
     return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
 
@@ -154,9 +160,13 @@ def write_shard(spec: OutputSpec, index: int, num_shards: int, tweets: Iterable[
     temp_path = FileSystems.join(spec.temp_dir, name)
     write_bytes(temp_path, data)
     tokens = int(pc.sum(table.column("num_tokens")).as_py() or 0)
+    # Rows that are documents of several tweets (--documents threads|conversations): the shard's
+    # tweets are counted too, for the accounting; None (left out of the manifest) when rows = tweets.
+    members = sum(len(t.tweet_ids) or 1 for t in ordered)
     entry = ShardEntry(
         file=name,
         rows=table.num_rows,
+        tweets=members if members != table.num_rows else None,
         tokens=tokens,
         bytes=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
@@ -261,7 +271,7 @@ def build_manifest(
         by_reason[reason] = by_reason.get(reason, 0) + n
     counts = Counts(
         read=read,
-        kept=sum(s.rows for s in shards),
+        kept=sum(s.kept for s in shards),
         dropped={k: v for k, v in sorted(by_reason.items()) if v},
         errors=errors,
     )
