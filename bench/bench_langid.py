@@ -44,20 +44,10 @@ from pathlib import Path
 os.environ.setdefault("RAYON_NUM_THREADS", "1")  # langdetect-rs: measure one core
 
 import numpy as np
+from lang_eval_data import DATA, XLMT_SETS  # this folder is on sys.path when run as a script
 from tweetmill.transforms import langid
 from tweetmill.transforms.langid_tweet import TweetDetector
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-XLMT_SETS = (  # (directory, langdetect code)
-    ("arabic", "ar"),
-    ("german", "de"),
-    ("english", "en"),
-    ("spanish", "es"),
-    ("french", "fr"),
-    ("hindi", "hi"),
-    ("italian", "it"),
-    ("portuguese", "pt"),
-)
 TWEETLID_LANGS = ("es", "pt", "ca", "en")  # TweetLID languages langdetect has a model for
 OTHER = "other"
 
