@@ -34,7 +34,7 @@ from pathlib import Path
 
 import lang_eval_data as data
 import numpy as np
-from tweetmill.transforms import langid
+from tweetmill.transforms import langid, langid_profiles
 from tweetmill.transforms.langid_tweet import TweetDetector
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,7 +144,7 @@ def main() -> None:
     engines = {
         "tweet (default)": TweetDetector(),
         "tweet, no Twitter tag": TweetDetector(use_twitter_lang=False),
-        "langdetect-profiles": langid.ProfileDetector(),
+        "langdetect-profiles": langid_profiles.ProfileDetector(),
         "langdetect": langid.LangdetectDetector(),
     }
     results: dict[str, dict[str, tuple[list, float]]] = {}

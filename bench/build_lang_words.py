@@ -53,7 +53,8 @@ def main() -> None:
     parser.add_argument("--words", type=int, default=15000, help="pieces kept per language")
     args = parser.parse_args()
 
-    from tweetmill.transforms.langid import DETECTOR_LANGUAGES, tweet_clean
+    from tweetmill.transforms.langid_codes import DETECTOR_LANGUAGES
+    from tweetmill.transforms.langid_profiles import tweet_clean
     from tweetmill.transforms.langid_script import SCRIPT_LANGUAGES, S, script_table
 
     table = script_table()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT, shared_data
 from tweetmill.schemas.records import UNDETERMINED_LANGUAGE as UND
-from tweetmill.transforms import langid
+from tweetmill.transforms import langid, langid_profiles
 
 # Clear cases: one or two plain sentences per language.
 CLEAR = {
@@ -62,8 +62,8 @@ VARIED = [
 
 
 @pytest.fixture(scope="module")
-def detector() -> langid.ProfileDetector:
-    det = langid.ProfileDetector()
+def detector() -> langid_profiles.ProfileDetector:
+    det = langid_profiles.ProfileDetector()
     det.setup()
     return det
 
@@ -87,17 +87,19 @@ def _langdetect_loglik(factory, text: str, langs: tuple[str, ...], alpha: float)
     order = [factory.langlist.index(lang) for lang in langs]
     loglik = np.zeros(len(langs))
     for gram in grams:
-        loglik += np.log(alpha / langid.BASE_FREQ + np.array(factory.word_lang_prob_map[gram]))[order]
+        loglik += np.log(alpha / langid_profiles.BASE_FREQ + np.array(factory.word_lang_prob_map[gram]))[
+            order
+        ]
     return len(grams), loglik
 
 
 @pytest.mark.slow
 def test_scores_equal_langdetect_feature_extraction(detector, factory):
     """Raw mode reproduces Detector.append/cleaning_text/_extract_ngrams and NGram.normalize."""
-    raw = langid.ProfileDetector(cleaning=langid.NO_CLEANING)
+    raw = langid_profiles.ProfileDetector(cleaning=langid.NO_CLEANING)
     scores = raw.scores(VARIED)
     for i, text in enumerate(VARIED):
-        n, expected = _langdetect_loglik(factory, text, raw.languages, langid.LANGDETECT_ALPHA)
+        n, expected = _langdetect_loglik(factory, text, raw.languages, langid_profiles.LANGDETECT_ALPHA)
         assert scores.n_grams[i] == n, text
         np.testing.assert_allclose(scores.loglik[i], expected, rtol=1e-5, atol=1e-3, err_msg=text)
 
@@ -148,8 +150,8 @@ def test_identical_across_runs_and_batch_sizes(detector):
 
 def test_identical_across_chunks(detector, monkeypatch):
     whole = detector.detect_batch(VARIED)
-    monkeypatch.setattr(langid, "CHUNK_CHARS", 64)
-    assert len(langid._chunks(VARIED)) > 5
+    monkeypatch.setattr(langid_profiles, "CHUNK_CHARS", 64)
+    assert len(langid_profiles._chunks(VARIED)) > 5
     assert detector.detect_batch(VARIED) == whole
 
 
@@ -216,10 +218,10 @@ def test_und_without_text(engine, text):
 def test_thresholds(detector):
     text = "Hoy vamos a la playa con los niños"
     assert detector.detect_batch([text])[0][0] == "es"
-    assert langid.ProfileDetector(min_chars=100).detect_batch([text])[0][0] == UND
-    lang, score = langid.ProfileDetector(min_confidence=1.01).detect_batch([text])[0]
+    assert langid_profiles.ProfileDetector(min_chars=100).detect_batch([text])[0][0] == UND
+    lang, score = langid_profiles.ProfileDetector(min_confidence=1.01).detect_batch([text])[0]
     assert lang == UND and score > 0.5  # und, with the confidence the best guess had
-    assert langid.ProfileDetector(min_confidence=0.0, min_chars=0).detect_batch(["ok"])[0][0] != UND
+    assert langid_profiles.ProfileDetector(min_confidence=0.0, min_chars=0).detect_batch(["ok"])[0][0] != UND
 
 
 def test_confidence_is_lower_for_ambiguous_text(detector):
@@ -231,18 +233,18 @@ def test_tweet_noise_does_not_change_the_answer(detector):
     plain = "Heute ist das Wetter wirklich schön und wir gehen spazieren"
     noisy = f"RT @Some_User: {plain.upper()} 😀😀😀 #Sonntag http://t.co/xyz &amp; 2024 <URL>"
     assert detector.detect_batch([noisy])[0][0] == "de"
-    assert langid.tweet_clean([noisy])[0].split() == [*plain.lower().split(), "Sonntag"]
+    assert langid_profiles.tweet_clean([noisy])[0].split() == [*plain.lower().split(), "Sonntag"]
 
 
 def test_fancy_fonts_and_full_width(detector):
     assert detector.detect_batch(["𝐓𝐡𝐢𝐬 𝐢𝐬 𝐚 𝐯𝐞𝐫𝐲 𝐧𝐢𝐜𝐞 𝐝𝐚𝐲 𝐟𝐨𝐫 𝐚 𝐰𝐚𝐥𝐤 𝐢𝐧 𝐭𝐡𝐞 𝐩𝐚𝐫𝐤"])[0][0] == "en"
-    assert langid.tweet_clean(["ｆｕｌｌ 𝕗𝕒𝕟𝕔𝕪"]) == ["full fancy"]
+    assert langid_profiles.tweet_clean(["ｆｕｌｌ 𝕗𝕒𝕟𝕔𝕪"]) == ["full fancy"]
 
 
 def test_cleaning_keeps_texts_apart():
     texts = ["x", "x", "x", "", "ab\x00ab", "jajajajaja", "siiiiii", "@user", "e-mail: a.b@c.de"]
     texts.append("va a a acabar")
-    cleaned = langid.tweet_clean(texts)
+    cleaned = langid_profiles.tweet_clean(texts)
     assert len(cleaned) == len(texts)
     assert cleaned[:4] == ["x", "x", "x", ""]
     assert cleaned[4] == "ab ab"
@@ -272,7 +274,7 @@ def test_xlmt_sample_accuracy(detector):
     for name, code in codes.items():
         path = shared_data("lang", "xlm-t", name, "test_text.txt")
         lines = path.read_text(encoding="utf-8").splitlines()[:60]
-        answers = langid.ProfileDetector(min_confidence=0.0).detect_batch(lines)
+        answers = langid_profiles.ProfileDetector(min_confidence=0.0).detect_batch(lines)
         right += sum(lang == code for lang, _ in answers)
         total += len(lines)
     assert right / total >= 0.93

@@ -16,7 +16,7 @@ import pytest
 from conftest import REPO_ROOT, shared_data
 from tweetmill.schemas.records import DROP_LANGUAGE, Tweet
 from tweetmill.schemas.records import UNDETERMINED_LANGUAGE as UND
-from tweetmill.transforms import langid, langid_script, langid_tweet, langid_words
+from tweetmill.transforms import langid, langid_profiles, langid_script, langid_tweet, langid_words
 from tweetmill.transforms.language import DetectLanguage, LanguageConfig
 
 GEEKY = "Geeky new beanie selfie #geek #geeky #sweetie #sillyhats #beanie #selfie @ Martha Lake,…"
@@ -75,7 +75,7 @@ def test_issue_examples(detector):
         assert lang != "ko"
         assert lang in ("ja", "zh-cn", "zh-tw", UND)
     # the exact langdetect-profile engine keeps langdetect's mistakes: the bug this engine fixes
-    old = langid.ProfileDetector().detect_batch([GEEKY, *KANJI_ONLY])
+    old = langid_profiles.ProfileDetector().detect_batch([GEEKY, *KANJI_ONLY])
     assert old[0][0] != "en" and "ko" in {lang for lang, _ in old[1:]}
 
 
@@ -106,7 +106,7 @@ def test_script_rules_restrict_the_candidates(detector):
 
 
 def test_script_counts_and_dominant_script():
-    model = langid.load_profile_model()
+    model = langid_profiles.load_profile_model()
     codes = langid._prepare_codes(
         ["abc абв", "ひらがな漢字", "漢字", "한국어", "!!!"], model, langid.TWEET_CLEANING
     )
@@ -128,7 +128,7 @@ def test_tweet_noise_changes_nothing(detector):
 
 
 def test_hashtags_and_checkins_are_marked_not_removed():
-    model = langid.load_profile_model()
+    model = langid_profiles.load_profile_model()
     p = langid.prepare_tweet_codes(["I love it #ThrowbackThursday @ Venice Beach"], model)
     text = langid._from_codes(p.codes)[0]
     assert "ThrowbackThursday" in text and "Venice Beach" in text  # kept, with weights
@@ -139,7 +139,7 @@ def test_hashtags_and_checkins_are_marked_not_removed():
         "Beach",
     ]
     # the exact engine removes a check-in, at any position in the batch (also the first text)
-    assert langid.tweet_clean(["@ Pike Place Market", "ok @ Pike Place"]) == [" ", "ok  "]
+    assert langid_profiles.tweet_clean(["@ Pike Place Market", "ok @ Pike Place"]) == [" ", "ok  "]
 
 
 def test_camel_case_hashtags_split_into_words(detector):
@@ -330,7 +330,12 @@ def test_xlmt_accuracy_beats_the_exact_profiles(detector):
     texts = [t for t, _ in sample]
     ours = np.mean([a == g for a, (_, g) in zip(labels(detector, texts), sample, strict=True)])
     exact = np.mean(
-        [a == g for (a, _), (_, g) in zip(langid.ProfileDetector().detect_batch(texts), sample, strict=True)]
+        [
+            a == g
+            for (a, _), (_, g) in zip(
+                langid_profiles.ProfileDetector().detect_batch(texts), sample, strict=True
+            )
+        ]
     )
     assert ours >= 0.96 and ours > exact
 

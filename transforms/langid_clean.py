@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from tweetmill.transforms.langid import _ProfileModel
+    from tweetmill.transforms.langid_profiles import _ProfileModel
 
 _N_CODEPOINTS = 0x110000
 

@@ -32,15 +32,15 @@ from typing import ClassVar
 import numpy as np
 from tweetmill.schemas.records import UNDETERMINED_LANGUAGE
 from tweetmill.transforms import langid_script as script
-from tweetmill.transforms.langid import (
+from tweetmill.transforms.langid_clean import TWEET_CLEANING, Cleaning, _segments, prepare_tweet_codes
+from tweetmill.transforms.langid_codes import normalize_language_code
+from tweetmill.transforms.langid_profiles import (
     CHUNK_CHARS,
     DEFAULT_ALPHA,
     load_profile_model,
     ngram_hits,
     sum_hits,
 )
-from tweetmill.transforms.langid_clean import TWEET_CLEANING, Cleaning, _segments, prepare_tweet_codes
-from tweetmill.transforms.langid_codes import normalize_language_code
 from tweetmill.transforms.langid_words import OOV_MARGIN, batch_words, load_word_model
 
 UND = UNDETERMINED_LANGUAGE
