@@ -131,7 +131,7 @@ def _cmd_sample(args: argparse.Namespace, _: list[str]) -> int:
         *(language_problems([lang], "profiles", option="--lang", detected_only=True) if lang else ()),
     )
     try:
-        samples = sample(args.shards, args.n, seed=args.seed, lang=lang)
+        samples = sample(args.shards, args.n, seed=args.seed, lang=lang, min_turns=args.min_turns)
     except (OSError, pa.ArrowException) as exc:
         raise _shard_read_error(args.shards, exc) from exc
     if args.json:
@@ -245,6 +245,13 @@ def sample_arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("-n", type=int_at_least(1), default=5, help="how many tweets (default: %(default)s)")
     cmd.add_argument("--seed", type=int, default=0, help="the same seed picks the same tweets")
     cmd.add_argument("--lang", help="only tweets of this detected language, e.g. de")
+    cmd.add_argument(
+        "--min-turns",
+        type=int_at_least(1),
+        default=1,
+        metavar="N",
+        help="only documents of at least N turns: 2 shows threads and conversations (run --documents)",
+    )
     cmd.add_argument("--json", action="store_true", help="machine-readable output")
     cmd.set_defaults(handler=_cmd_sample)
 

@@ -1,11 +1,12 @@
 """``tweetmill sample``: a few decoded tweets from a shard directory, to see what training will see.
 
-Deterministic for a ``seed``: the ``n`` rows are drawn uniformly (without replacement) from all rows,
-or from the rows whose detected ``lang`` is the one asked for, by global row number over the shards
-in manifest order; the same seed on the same shards gives the same tweets. Two passes, both batch
-by batch: the first counts matching rows per batch (reading only ``lang``), the second reads just
-the chosen rows. Each sample shows the stored text, its token count, the tokens decoded one by one,
-and whether decoding the tokens gives the text back exactly (the round trip training relies on).
+Deterministic for a ``seed``: the ``n`` rows are drawn uniformly (without replacement) from the
+rows that match (every row, or those whose detected ``lang`` is the one asked for, or documents of
+at least ``min_turns`` turns), by global row number over the shards in manifest order; the same
+seed on the same shards gives the same tweets. Two passes, both batch by batch: the first counts
+matching rows per batch, the second reads just the chosen rows. Each sample shows the stored text,
+its token count, the tokens decoded one by one, and whether decoding the tokens gives the text back
+exactly (the round trip training relies on).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from rich.console import Console
 from rich.panel import Panel
 from tweetmill.pipeline.shard_io import load_shard_tokenizer, open_shard, read_manifest
 from tweetmill.pipeline.stats_print import visible
+from tweetmill.pipeline.stats_scan import document_shape
 from tweetmill.pipeline.terminal import safe
 from tweetmill.schemas.shard_dir import TOKENIZER_NAME
 from tweetmill.transforms.documents_core import split_turns
@@ -46,16 +48,25 @@ _COLUMNS = (
 _DOCUMENT_COLUMNS = ("tweet_ids", "context_id")
 
 
-def _matching(batch: pa.RecordBatch, lang: str | None) -> np.ndarray | None:
-    """Row numbers of ``batch`` whose ``lang`` is ``lang`` (None: every row)."""
-    if lang is None:
+def _matching(batch: pa.RecordBatch, lang: str | None, min_turns: int) -> np.ndarray | None:
+    """Row numbers of ``batch`` whose ``lang`` is ``lang`` and whose document has at least
+    ``min_turns`` turns (None: every row)."""
+    if lang is None and min_turns <= 1:
         return None
-    mask = pc.fill_null(pc.equal(batch.column("lang"), lang), False)
-    return np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+    mask = np.ones(batch.num_rows, dtype=bool)
+    if lang is not None:
+        mask &= pc.fill_null(pc.equal(batch.column("lang"), lang), False).to_numpy(zero_copy_only=False)
+    if min_turns > 1:
+        tweets, context = document_shape(batch)
+        mask &= tweets + context >= min_turns
+    return np.flatnonzero(mask)
 
 
-def sample(shard_dir: str, n: int = 5, *, seed: int = 0, lang: str | None = None) -> list[dict[str, Any]]:
-    """``n`` decoded rows (fewer if fewer match), in shard order, the same for the same seed."""
+def sample(
+    shard_dir: str, n: int = 5, *, seed: int = 0, lang: str | None = None, min_turns: int = 1
+) -> list[dict[str, Any]]:
+    """``n`` decoded rows (fewer if fewer match), in shard order, the same for the same seed.
+    ``min_turns`` 2 or more: only documents of several tweets (threads, conversation branches)."""
     manifest = read_manifest(shard_dir)
     paths = [FileSystems.join(shard_dir, s.file) for s in manifest.shards]
     counts: list[tuple[int, int, int]] = []  # (shard, batch, matching rows)
@@ -63,7 +74,7 @@ def sample(shard_dir: str, n: int = 5, *, seed: int = 0, lang: str | None = None
         with open_shard(path) as reader:
             for b in range(reader.num_record_batches):
                 batch = reader.get_batch(b)
-                rows = _matching(batch, lang)
+                rows = _matching(batch, lang, min_turns)
                 counts.append((s, b, batch.num_rows if rows is None else len(rows)))
     total = sum(c for _, _, c in counts)
     if total == 0 or n <= 0:
@@ -87,7 +98,7 @@ def sample(shard_dir: str, n: int = 5, *, seed: int = 0, lang: str | None = None
         with open_shard(path) as reader:
             for b, local in sorted(chosen.items()):
                 batch = reader.get_batch(b)
-                rows = _matching(batch, lang)
+                rows = _matching(batch, lang, min_turns)
                 index = local if rows is None else rows[local]
                 columns = [*_COLUMNS, *(c for c in _DOCUMENT_COLUMNS if c in batch.schema.names)]
                 picked = batch.select(columns).take(pa.array(index))
@@ -160,8 +171,10 @@ def print_samples(console: Console, samples: list[dict[str, Any]], *, max_pieces
             verdict = f"[red]decodes to a different text:[/red] {safe(repr(s['decoded']))}"
         eos = "" if s["ends_with_eos"] else " [red](no EOS at the end)[/red]"
         turns = s.get("turns")
-        text = safe(s["text"], multiline=True) if not turns else "\n".join(
-            f"[bold]{label}[/bold] {safe(turn, multiline=True)}" for label, turn in turns
+        text = (
+            safe(s["text"], multiline=True)
+            if not turns
+            else "\n".join(f"[bold]{label}[/bold] {safe(turn, multiline=True)}" for label, turn in turns)
         )
         body = (
             f"{text}\n\n[bold]{s['num_tokens']} tokens[/bold]{eos}: {tokens}\n"

@@ -69,6 +69,17 @@ def _merge_histograms(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # --- the accumulator --------------------------------------------------------------------------------
 
 
+def document_shape(batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: how many tweets it holds, and 1 where a conversation branch starts with a context
+    turn (its depth in turns is their sum). Shards of format 1 hold one tweet a row."""
+    n = batch.num_rows
+    if "tweet_ids" not in batch.schema.names:
+        return np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    tweets = np.diff(list_layout(batch.column("tweet_ids"))[0]).astype(np.int64)
+    context = batch.column("context_id").is_valid().to_numpy(zero_copy_only=False).astype(np.int64)
+    return tweets, context
+
+
 class Accumulator:
     """Running aggregates over record batches; its size does not depend on the number of rows.
 
@@ -160,12 +171,7 @@ class Accumulator:
         self.authors.merge(*(o.authors for o in others))
 
     def _add_documents(self, batch: pa.RecordBatch, lengths: np.ndarray) -> None:
-        n = batch.num_rows
-        if "tweet_ids" in batch.schema.names:
-            tweets = np.diff(list_layout(batch.column("tweet_ids"))[0]).astype(np.int64)
-            context = batch.column("context_id").is_valid().to_numpy(zero_copy_only=False).astype(np.int64)
-        else:
-            tweets, context = np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+        tweets, context = document_shape(batch)
         self.doc_tweets = _add_histogram(self.doc_tweets, tweets)
         self.doc_depth = _add_histogram(self.doc_depth, tweets + context)
         self.multi_tokens += int(lengths[(tweets + context) > 1].sum())

@@ -98,6 +98,11 @@ def test_threads_of_a_real_archive_on_one_and_two_workers(tmp_path: Path) -> Non
     assert stats["documents"]["tweets_per_document"]["max"] == 12
     picked = [s for s in sample(str(tmp_path / "one"), n=rows.num_rows) if s["turns"]]
     assert len(picked) == docs["multi_tweet_documents"] and all(s["round_trip"] for s in picked)
+    # --min-turns 2 draws from exactly those documents; deeper thresholds from fewer of them
+    assert sample(str(tmp_path / "one"), n=rows.num_rows, min_turns=2) == picked
+    deep = sample(str(tmp_path / "one"), n=rows.num_rows, min_turns=5)
+    assert deep and len(deep) < len(picked) and all(len(s["tweet_ids"]) >= 5 for s in deep)
+    assert sample(str(tmp_path / "one"), n=3, min_turns=13) == []  # the longest thread has 12 tweets
     console = Console(record=True, width=100)
     print_samples(console, picked[:1])
     printed = console.export_text()
@@ -151,4 +156,5 @@ def test_shards_of_format_1_still_read(tmp_path: Path) -> None:
     new, old = compute_stats(str(tmp_path / "v2")), compute_stats(str(tmp_path / "v1"))
     assert old["documents"] == new["documents"] and old["rows"] == new["rows"] > 20
     assert all(s["turns"] is None for s in sample(str(tmp_path / "v1"), n=5))
+    assert sample(str(tmp_path / "v1"), n=5, min_turns=2) == []  # one tweet a row
     assert open_shards(tmp_path / "v1", verify=True).num_docs == old["rows"]
