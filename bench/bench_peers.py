@@ -631,7 +631,7 @@ def _tail(path: str, chars: int = 3000) -> str:
     return text[-chars:]
 
 
-def run_tweetmill(workers: int, info: dict, work: Path, poll: float) -> dict:
+def run_tweetmill(workers: int, info: dict, work: Path, poll: float, keep_output: bool = False) -> dict:
     out = work / f"tweetmill-w{workers}"
     shutil.rmtree(out, ignore_errors=True)
     exe = Path(sys.executable).with_name("tweetmill")
@@ -664,7 +664,8 @@ def run_tweetmill(workers: int, info: dict, work: Path, poll: float) -> dict:
         result.update(
             read=counts["read"], kept=counts["kept"], dropped=counts["dropped"], tokens=totals.get("tokens")
         )
-        shutil.rmtree(out, ignore_errors=True)  # shards are not needed; keep the disk free
+        if not keep_output:
+            shutil.rmtree(out, ignore_errors=True)  # shards are not needed; keep the disk free
     else:
         result["error"] = _tail(result["log"])
     return result
@@ -850,6 +851,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--poll", type=float, default=0.2, help="seconds between /proc polls (memory)")
     parser.add_argument("--json-out", type=Path, default=None, help="append the results as one JSON line")
+    parser.add_argument(
+        "--keep-output",
+        action="store_true",
+        help="keep tweetmill's output in the work dir (to compare shards byte for byte between versions)",
+    )
     args = parser.parse_args()
 
     if not become_subreaper():
@@ -874,7 +880,7 @@ def main() -> None:
         )
         rows = []
         for w in args.workers:
-            rows.append(run_tweetmill(w, info, work, args.poll))
+            rows.append(run_tweetmill(w, info, work, args.poll, args.keep_output))
             print_table(rows[-1:])
         if not args.skip_datatrove:
             rows.append(run_datatrove(venv_info, args.venv, info, work, args))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -24,11 +25,74 @@ def timed(fn, *args):
     return result, time.perf_counter() - start
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _stage_label(stage) -> str:
+    """A fused stage's readable name: its first and last step (Beam names it by all of them)."""
+    names = [
+        t.unique_name for t in stage.transforms if t.unique_name and not t.unique_name.startswith("ref_")
+    ]
+    return names[0] if len(names) < 2 else f"{names[0]} … {names[-1]}"
+
+
+def stage_memory(inputs: str, tokenizer: str | None, out: str) -> None:
+    """The pipeline on ``inputs`` (FnApiRunner, one worker, in this process), printing for every
+    bundle the runner executes: its stage, seconds, RSS after it and the peak RSS so far. The
+    FnApiRunner runs stage after stage and keeps each PCollection that crosses stages in memory
+    until its consumer has run, so the table shows what holds memory when."""
+    import resource
+
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from tweetmill.pipeline.build import run
+    from tweetmill.pipeline.options import RunConfig
+    from tweetmill.transforms.tokenize import TokenizerSpec
+
+    original = fn_runner.FnApiRunner._execute_bundle
+    rows: list[tuple[str, float, float, float]] = []
+
+    def traced(self, context, bundle_context_manager, bundle_input):
+        start = time.perf_counter()
+        result = original(self, context, bundle_context_manager, bundle_input)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rows.append(
+            (_stage_label(bundle_context_manager.stage), time.perf_counter() - start, _rss_mb(), peak)
+        )
+        return result
+
+    fn_runner.FnApiRunner._execute_bundle = traced
+    spec = TokenizerSpec(source=tokenizer) if tokenizer else TokenizerSpec()
+    start_rss = _rss_mb()
+    manifest = run(RunConfig(inputs=(inputs,), output=out, tokenizer=spec), ["--direct_num_workers=1"])
+    n = manifest.counts.read
+    print(f"{n:,} records read; RSS before the run {start_rss:,.0f} MB")
+    print(f"{'s':>7} {'RSS MB':>8} {'peak MB':>8}  stage (first … last step)")
+    for label, seconds, rss, peak in rows:
+        if seconds > 0.05 or rss > start_rss + 50:
+            print(f"{seconds:7.2f} {rss:8,.0f} {peak:8,.0f}  {label[:110]}")
+    top = max(rows, key=lambda r: r[3])
+    per_record = (top[3] - start_rss) * 2**20 / n
+    print(f"peak {top[3]:,.0f} MB = {per_record:,.0f} bytes per record above the start")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--limit", type=int, default=None, help="use only the first N tweets")
     parser.add_argument("--lang-engine", default="tweet")
+    parser.add_argument(
+        "--stage-memory",
+        metavar="INPUTS",
+        default=None,
+        help="only run the pipeline on INPUTS (a glob) and print RSS after each stage (docs/memory.md)",
+    )
+    parser.add_argument("--tokenizer", default=None, help="with --stage-memory: a tokenizer.json")
     args = parser.parse_args()
+    if args.stage_memory:
+        with tempfile.TemporaryDirectory() as tmp:
+            stage_memory(args.stage_memory, args.tokenizer, str(Path(tmp) / "out"))
+        return
 
     from tweetmill.pipeline.build import filter_stages, output_spec, run
     from tweetmill.pipeline.options import RunConfig
@@ -61,8 +125,11 @@ def main() -> None:
         n = len(tweets)
         tweets, stages["clean"] = timed(clean_batch, tweets, CleanConfig())
         language = DetectLanguage(LanguageConfig(lang_engine=args.lang_engine))
-        config = RunConfig(inputs=tuple(str(p) for p in inputs), output=str(Path(tmp) / "out"),
-                           stages={language.name: language.config})
+        config = RunConfig(
+            inputs=tuple(str(p) for p in inputs),
+            output=str(Path(tmp) / "out"),
+            stages={language.name: language.config},
+        )
 
         def apply_filters(batch):
             for stage in filter_stages(config):

@@ -156,21 +156,21 @@ def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec) -> None:
     for stage in filter_stages(config):
         pickle_by_value(stage)
         batches = apply(batches, stage)
-    tweets = batches | "Unbatch" >> _Unbatch()
-
-    unique_ids = tweets | "DeduplicateIds" >> DeduplicateIds(audit=audit)
+    # Dedup and near dedup keep the tweets in their batches and shuffle only compact keys
+    # (ids, text hashes, band keys): each tweet is decided where it is (docs/memory.md).
+    unique_ids = batches | "DeduplicateIds" >> DeduplicateIds(audit=audit, batched=True, texts_next=True)
     drops.append(unique_ids[TAG_DROPPED])
     dropped_tweets.append(unique_ids[TAG_DROPPED_TWEETS])
     stage_stats.append(unique_ids[TAG_STATS])
     name_sample = beam.Map(lambda rows: (ID_CONFLICT_SAMPLE_NAME, rows))
     side_samples.append(unique_ids[TAG_SAMPLES] | "NameIdConflictSample" >> name_sample)
-    unique_texts = unique_ids.tweets | "DeduplicateTexts" >> DeduplicateTexts(audit=audit)
+    unique_texts = unique_ids.for_texts() | "DeduplicateTexts" >> DeduplicateTexts(audit=audit, batched=True)
     drops.append(unique_texts[TAG_DROPPED])
     dropped_tweets.append(unique_texts[TAG_DROPPED_TWEETS])
     distinct = unique_texts.tweets
     if config.near_dedup is not None:
         near = distinct | "RemoveNearDuplicates" >> RemoveNearDuplicates(
-            config.near_dedup, partitions=config.near_dup_partitions
+            config.near_dedup, partitions=config.near_dup_partitions, batched=True
         )
         distinct = near.tweets
         drops.append(near[TAG_DROPPED])
@@ -178,8 +178,7 @@ def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec) -> None:
         stage_stats.append(near[TAG_STATS])
         side_samples.append(near[TAG_SAMPLES])
 
-    batches = distinct | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=1024)
-    batches = apply(batches, DetectLanguage(config.language))
+    batches = apply(distinct, DetectLanguage(config.language))
     cap = CapAuthors(config.stage_config(CapAuthors))
     if cap.enabled():  # on the corpus the other stages leave, so a share is of what gets trained on
         capped = batches | "UnbatchForCap" >> _Unbatch() | "CapAuthors" >> cap

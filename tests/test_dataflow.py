@@ -35,8 +35,9 @@ DATAFLOW = [
 # from PyPI at submission (a real run downloads and stages them).
 DRY_RUN = [*DATAFLOW, "--dry_run=True", "--no_auth", "--requirements_cache", "skip"]
 CONFIG = RunConfig(inputs=(f"{BUCKET}/archive/2022-*/*.json.bz2",), output=f"{BUCKET}/shards/v1")
-STAGES = ("ReadArchives", "Clean", "empty", "retweets", "length", "Unbatch", "DeduplicateIds",
-          "DeduplicateTexts", "language", "Tokenize", "WriteShards", "WriteDeadLetters", "Finalize")
+# The dedup stages take the filters' batches as they are (no Unbatch step before them since #15).
+STAGES = ("ReadArchives", "Clean", "empty", "retweets", "length", "DeduplicateIds", "DeduplicateTexts",
+          "RemoveNearDuplicates", "language", "Tokenize", "WriteShards", "WriteDeadLetters", "Finalize")
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -3,29 +3,38 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import random
 from pathlib import Path
 
 import apache_beam as beam
+import numpy as np
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 from tweetmill.pipeline.build import run
 from tweetmill.pipeline.options import RunConfig
-from tweetmill.schemas.records import DROP_DUPLICATE_ID, Tweet
+from tweetmill.schemas.records import DROP_DUPLICATE_ID, DROP_EXACT_DUPLICATE, Tweet
 from tweetmill.schemas.shard import splitmix64
 from tweetmill.schemas.shard_dir import ID_CONFLICT_SAMPLE_NAME
 from tweetmill.transforms.common import TAG_DROPPED, TAG_SAMPLES, TAG_STATS
 from tweetmill.transforms.dedup import (
     ID_STAGE,
+    TEXT_STAGE,
     DeduplicateIds,
+    DeduplicateTexts,
     KeepBestId,
     dedup_batch,
     id_dedup_report,
     id_survivor_order,
+    normalized_text_key,
     same_text,
+    text_survivor_order,
 )
+from tweetmill.transforms.dedup_batches import repeated
+from tweetmill.transforms.stage import TAG_DROPPED_TWEETS
 
 
 def tweet(i: int, text: str = "hello there world", **kw) -> Tweet:
@@ -298,3 +307,151 @@ def test_pipeline_reports_conflicts_in_the_manifest_and_a_sample_file(tmp_path: 
     assert sample["id"] == 500 and sample["kept_text"] == edited and sample["other_text"] == edited[:60] + "…"
     assert Path(sample["kept_source_file"]).name == "export-a.jsonl"
     assert Path(sample["other_source_file"]).name == "export-b.jsonl"
+
+
+# --- decided in place: only keys are shuffled -----------------------------------------------------
+
+
+def test_repeated_marks_every_row_whose_key_another_row_holds():
+    ids = np.array([5, 3, 5, 9, 3, 3, 1], dtype=np.int64)
+    assert repeated(ids).tolist() == [True, True, True, False, True, True, False]
+    keys = np.frombuffer(b"".join(normalized_text_key(t) for t in ["a b", "A  b", "c", "a\tb ", "d"]), "S16")
+    assert repeated(keys).tolist() == [True, True, False, True, False]
+    # keys that differ only in their second half are different keys
+    halves = np.frombuffer(bytes(8) + bytes([1]) + bytes(7) + bytes(16), "S16")
+    assert repeated(halves).tolist() == [False, False]
+    assert repeated(np.zeros(0, dtype=np.int64)).tolist() == [] and repeated(ids[:1]).tolist() == [False]
+
+
+def _texts_archive(rng: random.Random) -> list[Tweet]:
+    """Texts that repeat after normalisation, some ids shared between different texts (which id
+    dedup prevents in a run, but the stage must still agree with its core), origins that tie."""
+    texts = ["Same text", "same   TEXT", "other", "Other ", "unique one", "unique two", "x"]
+    tweets = []
+    for i in range(120):
+        tweets.append(
+            tweet(
+                rng.randrange(90),
+                rng.choice(texts) + (f" {i}" if rng.random() < 0.3 else ""),
+                source_file=rng.choice(["a.json", "b.json"]),
+                position=rng.randrange(3),
+            )
+        )
+    return tweets
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batched", [False, True])
+def test_text_dedup_in_place_matches_the_core(batched: bool):
+    """Survivors (every field) and the drop count of DeduplicateTexts equal ``dedup_batch``'s, on
+    input split into uneven batches, with 2 worker threads, audited and not."""
+    rng = random.Random(9)
+    tweets = _texts_archive(rng)
+    survivors, removed = dedup_batch(tweets, lambda t: normalized_text_key(t.text), text_survivor_order)
+    assert 0 < removed < len(tweets) - 10
+    key = text_survivor_order
+    options = PipelineOptions(["--direct_num_workers", "2", "--direct_running_mode", "multi_threading"])
+    with beam.Pipeline(runner=FnApiRunner(), options=options) as p:
+        for audit in (False, True):
+            name = f"Audit{audit}"
+            if batched:
+                cuts = [0, 1, 8, 11, 40, 41, 90, len(tweets)]  # uneven batches, one of one tweet
+                chunks = [tweets[a:b] for a, b in itertools.pairwise(cuts)]
+                source = p | f"Create{name}" >> beam.Create(chunks, reshuffle=False)
+            else:
+                source = p | f"Create{name}" >> beam.Create(tweets)
+            out = source | f"Dedup{name}" >> DeduplicateTexts(audit=audit, batched=batched)
+            kept = out.tweets | f"Flat{name}" >> beam.FlatMap(lambda b: b) if batched else out.tweets
+            assert_that(
+                kept | f"Order{name}" >> beam.Map(key),
+                equal_to([key(t) for t in survivors]),
+                label=f"Survivors{name}",
+            )
+            assert_that(
+                out[TAG_DROPPED] | f"SumDrops{name}" >> beam.CombinePerKey(sum),
+                equal_to([((TEXT_STAGE, DROP_EXACT_DUPLICATE), removed)]),
+                label=f"Drops{name}",
+            )
+            dropped = out[TAG_DROPPED_TWEETS] | f"CountDropped{name}" >> beam.combiners.Count.Globally()
+            assert_that(dropped, equal_to([removed if audit else 0]), label=f"Dropped{name}")
+
+
+@pytest.mark.slow
+def test_id_dedup_in_place_on_batches_matches_the_core():
+    """The pipeline's form (lists in, lists out): the same survivors, drops, stats and samples."""
+    rng = random.Random(4)
+    tweets = _random_archive(rng, ids=80) + [tweet(1000 + i, f"alone {i}") for i in range(50)]
+    rng.shuffle(tweets)
+    report = id_dedup_report(tweets, max_samples=5)
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        chunks = [tweets[i : i + 11] for i in range(0, len(tweets), 11)]
+        out = p | beam.Create(chunks, reshuffle=False) | DeduplicateIds(max_samples=5, batched=True)
+        assert_that(
+            out.tweets | "Flat" >> beam.FlatMap(lambda b: b),
+            equal_to(report.survivors),
+            label="Survivors",
+        )
+        assert_that(
+            out[TAG_DROPPED] | "SumDrops" >> beam.CombinePerKey(sum),
+            equal_to([((ID_STAGE, DROP_DUPLICATE_ID), report.removed)]),
+            label="Drops",
+        )
+        assert_that(out[TAG_STATS], equal_to([report.stats]), label="Stats")
+        assert_that(out[TAG_SAMPLES], equal_to([report.samples]), label="Samples")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("audit", [False, True])
+def test_exact_dedup_in_one_pass_equals_ids_then_texts(audit: bool):
+    """The pipeline's form (``texts_next``) = id dedup, then text dedup of its survivors: the same
+    kept tweets, drops per stage, stats, samples and (audited) removed copies, though both are
+    decided in one pass and only the tweets of repeated ids or texts go to the combines."""
+    rng = random.Random(21)
+    tweets = (
+        _random_archive(rng, ids=70) + _texts_archive(rng) + [tweet(5000 + i, f"lone {i}") for i in range(40)]
+    )
+    rng.shuffle(tweets)
+    ids = id_dedup_report(tweets, max_samples=5)
+    kept, text_removed = dedup_batch(
+        ids.survivors, lambda t: normalized_text_key(t.text), text_survivor_order
+    )
+    assert ids.removed > 20 and text_removed > 20 and ids.stats[1]["conflicting_ids"] > 0
+    key = text_survivor_order
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        cuts = [0, 1, 30, 31, 200, len(tweets)]
+        batches = p | beam.Create([tweets[a:b] for a, b in itertools.pairwise(cuts)], reshuffle=False)
+        ids_out = batches | "Ids" >> DeduplicateIds(max_samples=5, audit=audit, batched=True, texts_next=True)
+        texts_out = ids_out.for_texts() | "Texts" >> DeduplicateTexts(audit=audit, batched=True)
+        flat = texts_out.tweets | "Flat" >> beam.FlatMap(lambda b: b)
+        assert_that(flat | "Order" >> beam.Map(key), equal_to([key(t) for t in kept]), label="Kept")
+        for stage, outputs, reason, removed in (
+            ("Ids", ids_out, DROP_DUPLICATE_ID, ids.removed),
+            ("Texts", texts_out, DROP_EXACT_DUPLICATE, text_removed),
+        ):
+            name = ID_STAGE if stage == "Ids" else TEXT_STAGE
+            drops = outputs[TAG_DROPPED] | f"Sum{stage}" >> beam.CombinePerKey(sum)
+            assert_that(drops, equal_to([((name, reason), removed)]), label=f"Drops{stage}")
+            gone = outputs[TAG_DROPPED_TWEETS] | f"CountGone{stage}" >> beam.combiners.Count.Globally()
+            assert_that(gone, equal_to([removed if audit else 0]), label=f"Gone{stage}")
+        assert_that(ids_out[TAG_STATS], equal_to([ids.stats]), label="Stats")
+        assert_that(ids_out[TAG_SAMPLES], equal_to([ids.samples]), label="Samples")
+
+
+def test_text_key_is_the_nfkc_casefold_collapsed_text_on_every_code_point():
+    """``normalized_text_key``'s fast path (split/join, ASCII skips NFKC) equals its definition."""
+    import hashlib
+    import re
+    import sys
+    import unicodedata
+
+    def reference(text: str) -> bytes:
+        norm = re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text).casefold()).strip()
+        return hashlib.blake2b(norm.encode("utf-8"), digest_size=16).digest()
+
+    chars = [chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c <= 0xDFFF]
+    for i in range(0, len(chars), 64):
+        text = "a" + " ".join(chars[i : i + 64]) + "\u00a0\t"
+        assert normalized_text_key(text) == reference(text)
+    for text in ["", " ", "\x1c\x1d x \u3000", "ﬁne  ＡＢＣ", "café", "cafe\u0301", "Straße STRASSE"]:
+        assert normalized_text_key(text) == reference(text)
+    assert normalized_text_key(" Hello\n\tWORLD ") == normalized_text_key("hello world")

@@ -3,6 +3,7 @@ in-memory core whatever the worker count or input order."""
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import apache_beam as beam
@@ -32,6 +33,7 @@ from tweetmill.transforms.near_dedup import (
     near_dedup_report,
     near_duplicates,
 )
+from tweetmill.transforms.stage import TAG_DROPPED_TWEETS
 
 EDGE_TEXTS = [
     "",
@@ -252,13 +254,18 @@ def run_stage(
     """Run RemoveNearDuplicates on the FnApiRunner and check every output against ``expected``."""
     report = expected
     kept_ids = sorted({t.id for t in tweets} - {p.removed.id for p in report.removed})
+    batched = transform_args.get("batched", False)
     with beam.Pipeline(runner=FnApiRunner(), options=PipelineOptions(args or [])) as p:
+        # batched: lists of tweets in and out (the pipeline's form), of uneven sizes
+        cuts = [0, *range(1, len(tweets), 37), len(tweets)]
+        source = [tweets[a:b] for a, b in itertools.pairwise(cuts)] if batched else tweets
         out = (
             p
-            | "Create" >> beam.Create(tweets, reshuffle=False)
+            | "Create" >> beam.Create(source, reshuffle=False)
             | "NearDedup" >> RemoveNearDuplicates(config, **transform_args)
         )
-        assert_that(out.tweets | "Ids" >> beam.Map(lambda t: t.id), equal_to(kept_ids), label="CheckKept")
+        kept = out.tweets | "Flat" >> beam.FlatMap(lambda b: b) if batched else out.tweets
+        assert_that(kept | "Ids" >> beam.Map(lambda t: t.id), equal_to(kept_ids), label="CheckKept")
         dropped = out[TAG_DROPPED] | "SumDrops" >> beam.CombinePerKey(sum)
         expected_drops = [((STAGE, DROP_NEAR_DUPLICATE), len(report.removed))] if report.removed else []
         assert_that(dropped, equal_to(expected_drops), label="CheckDropped")
@@ -331,5 +338,43 @@ def test_shared_ids_match_core() -> None:
     with beam.Pipeline(runner=FnApiRunner()) as p:
         out = p | beam.Create(tweets, reshuffle=False) | RemoveNearDuplicates(config, partitions=4)
         assert_that(out.tweets | beam.Map(lambda t: (t.id, t.text)), equal_to([(t.id, t.text) for t in kept]))
+        assert_that(out["stats"], equal_to([report.stats()]), label="CheckStats")
+        assert_that(out["samples"], equal_to(report.samples()), label="CheckSamples")
+
+
+@pytest.mark.slow
+def test_batches_in_batches_out_match_core() -> None:
+    """The pipeline's form: lists of tweets in, the kept ones decided in their lists."""
+    config = NearDedupConfig(max_samples=25)
+    tweets = mixed_tweets(seed=8)
+    report = near_dedup_report(tweets, config)
+    assert len(report.removed) > 100
+    run_stage(tweets, config, report, partitions=5, batch_size=100, batched=True)
+
+
+@pytest.mark.slow
+def test_tweets_sharing_an_id_can_part_ways() -> None:
+    """Two tweets with one id, only one of them a near-duplicate of a smaller id: only that one
+    goes, as in the core, although tweets are dropped in their batches against a side input of
+    ids (the removed one's text tells them apart)."""
+    base = "Win a free iPhone today, just click the link and share with your friends"
+    other = "the weather in Lisbon was lovely all week long, sunny and warm"
+    tweets = [tweet(1, base), tweet(5, base + " !!"), tweet(5, other), tweet(8, other + "."), tweet(9, "x")]
+    config = NearDedupConfig(max_samples=10)
+    report = near_dedup_report(tweets, config)
+    assert sorted((p.removed.id, p.removed.text) for p in report.removed) == [
+        (5, base + " !!"),
+        (8, other + "."),
+    ]
+    kept, removed = near_duplicates(tweets, config)
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        batches = p | beam.Create([tweets[:2], tweets[2:]], reshuffle=False)
+        out = batches | RemoveNearDuplicates(config, partitions=3, batched=True)
+        flat = out.tweets | "Flat" >> beam.FlatMap(lambda b: b)
+        assert_that(flat | beam.Map(lambda t: (t.id, t.text)), equal_to([(t.id, t.text) for t in kept]))
+        gone = out[TAG_DROPPED_TWEETS] | "Gone" >> beam.MapTuple(lambda stage, reason, t: (t.id, t.text))
+        assert_that(gone, equal_to([(t.id, t.text) for t in removed]), label="CheckRemoved")
+        drops = out[TAG_DROPPED] | "SumDrops" >> beam.CombinePerKey(sum)
+        assert_that(drops, equal_to([((STAGE, DROP_NEAR_DUPLICATE), 2)]), label="CheckDropped")
         assert_that(out["stats"], equal_to([report.stats()]), label="CheckStats")
         assert_that(out["samples"], equal_to(report.samples()), label="CheckSamples")
