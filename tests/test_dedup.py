@@ -401,11 +401,13 @@ def test_id_dedup_in_place_on_batches_matches_the_core():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("audit", [False, True])
-def test_exact_dedup_in_one_pass_equals_ids_then_texts(audit: bool):
+@pytest.mark.parametrize(("audit", "bundle_repeat"), [(False, 0), (True, 0), (False, 1)])
+def test_exact_dedup_in_one_pass_equals_ids_then_texts(audit: bool, bundle_repeat: int):
     """The pipeline's form (``texts_next``) = id dedup, then text dedup of its survivors: the same
     kept tweets, drops per stage, stats, samples and (audited) removed copies, though both are
-    decided in one pass and only the tweets of repeated ids or texts go to the combines."""
+    decided in one pass and only the tweets of repeated ids or texts go to the combines. With
+    every bundle run twice by the same DoFn instances, the side input read once per instance
+    still splits every batch right."""
     rng = random.Random(21)
     tweets = (
         _random_archive(rng, ids=70) + _texts_archive(rng) + [tweet(5000 + i, f"lone {i}") for i in range(40)]
@@ -417,7 +419,8 @@ def test_exact_dedup_in_one_pass_equals_ids_then_texts(audit: bool):
     )
     assert ids.removed > 20 and text_removed > 20 and ids.stats[1]["conflicting_ids"] > 0
     key = text_survivor_order
-    with beam.Pipeline(runner=FnApiRunner()) as p:
+    options = PipelineOptions([f"--direct_runner_bundle_repeat={bundle_repeat}"])
+    with beam.Pipeline(runner=FnApiRunner(), options=options) as p:
         cuts = [0, 1, 30, 31, 200, len(tweets)]
         batches = p | beam.Create([tweets[a:b] for a, b in itertools.pairwise(cuts)], reshuffle=False)
         ids_out = batches | "Ids" >> DeduplicateIds(max_samples=5, audit=audit, batched=True, texts_next=True)

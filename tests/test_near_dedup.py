@@ -343,13 +343,17 @@ def test_shared_ids_match_core() -> None:
 
 
 @pytest.mark.slow
-def test_batches_in_batches_out_match_core() -> None:
-    """The pipeline's form: lists of tweets in, the kept ones decided in their lists."""
+@pytest.mark.parametrize("bundle_repeat", [0, 1])
+def test_batches_in_batches_out_match_core(bundle_repeat: int) -> None:
+    """The pipeline's form: lists of tweets in, the kept ones decided in their lists. With every
+    bundle run twice by the same DoFn instances, Decide's side input (read once per instance)
+    still drops exactly the removed tweets."""
     config = NearDedupConfig(max_samples=25)
     tweets = mixed_tweets(seed=8)
     report = near_dedup_report(tweets, config)
     assert len(report.removed) > 100
-    run_stage(tweets, config, report, partitions=5, batch_size=100, batched=True)
+    args = [f"--direct_runner_bundle_repeat={bundle_repeat}"]
+    run_stage(tweets, config, report, args, partitions=5, batch_size=100, batched=True)
 
 
 @pytest.mark.slow

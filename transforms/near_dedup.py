@@ -163,7 +163,7 @@ class RemoveNearDuplicates(beam.PTransform):
             )
         )
         decided = batches | "Decide" >> beam.ParDo(
-            steps.DecideFn(), removed=beam.pvalue.AsList(verified[steps.REMOVED])
+            steps.DecideFn(), removed=beam.pvalue.AsIter(verified[steps.REMOVED])
         ).with_output_types(list[Tweet]).with_outputs(TAG_DROPPED, TAG_DROPPED_TWEETS, main="kept")
         pair_counts = both(steps.CHECKED) | "SumChecked" >> beam.CombineGlobally(steps.sum_pairs)
         stats = (

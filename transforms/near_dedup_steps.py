@@ -420,7 +420,7 @@ class DecideFn(beam.DoFn):
     def start_bundle(self) -> None:
         self._dropped = 0
 
-    def process(self, batch: list[Tweet], removed: list) -> Iterator:
+    def process(self, batch: list[Tweet], removed: Iterable) -> Iterator:
         gone = self._removed.get(removed, Removed).of_batch(batch)
         if not gone.any():
             yield batch
