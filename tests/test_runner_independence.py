@@ -34,10 +34,11 @@ def worker_processes(monkeypatch):
     return started
 
 
-def _manifest_without_output(path) -> dict:
+def _manifest_without_output(path) -> str:
+    """The manifest's text, key order included, with the output directory it names left out."""
     doc = json.loads(path.read_text())
     doc["config"].pop("output")
-    return doc
+    return json.dumps(doc, indent=2, ensure_ascii=False)
 
 
 @pytest.mark.slow

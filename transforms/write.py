@@ -497,7 +497,9 @@ class _FinalizeFn(beam.DoFn):
     ) -> Iterator[str]:
         spec = self._spec
         written = fill_missing_shards(spec, list(written), num_shards)
-        stages = dict(stages)
+        # The stages' extras in pipeline order: the side input's order depends on the workers.
+        order = {record.name: i for i, record in enumerate(spec.stages)}
+        stages = dict(sorted(stages, key=lambda item: (order.get(item[0], len(order)), item[0])))
         # ``samples``: near dedup's removed-pair dicts, and ``(side file name, [records])`` pairs of
         # other stages (one per file, already in order, so the file does not depend on side-input order).
         near = [s for s in samples if isinstance(s, dict)]
