@@ -127,12 +127,12 @@ def render_html(stats: dict[str, Any], top: int = 15) -> str:
         ("time span", f"{months[0][:4]}–{months[-1][:4]}" if months else "no dates"),
         ("authors", authors_card(authors)),
     ]
-    missing = missing_section(stats)
+    missing, documents = missing_section(stats), documents_section(stats)
     panels = [
         html_panel(missing, wide=True) if missing else "",
         html_panel(funnel_plot(funnel) + balance_note(funnel) + dedup_note(stats["dedup"])),
         html_panel(length_plot(tpt) + percentiles_note(tpt, "tokens") + chars_section(stats)) if rows else "",
-        html_panel(documents_section(stats)) if documents_section(stats) else "",
+        html_panel(documents) if documents else "",
         html_panel(removed_section(stats), wide=True),
         html_panel(near_duplicates_section(stats), wide=True),
         html_panel(clean_section(stats)),

@@ -24,7 +24,7 @@ def print_run_report(console: Console, manifest: Manifest, output: str, seconds:
     rows, tokens = manifest.total_rows, manifest.total_tokens
     rate = manifest.counts.read / seconds if seconds > 0 else 0.0
     held = f"{rows:,} tweets"
-    if manifest.total_tweets != rows or any(s.tweets is not None for s in manifest.shards):
+    if manifest.total_tweets != rows:  # rows are documents, some of several tweets
         held = f"{rows:,} documents of {manifest.total_tweets:,} tweets"
     console.print(
         f"{len(manifest.shards)} shard(s), {held}, {tokens:,} tokens → {safe(output)}  "

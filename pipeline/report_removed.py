@@ -10,14 +10,7 @@ from typing import Any
 
 from tweetmill.pipeline.report_markup import esc, html_note, html_table
 from tweetmill.pipeline.report_plots import clean_plot
-from tweetmill.pipeline.stats_print import count_text, share_text
-
-
-def _held(funnel: dict[str, Any]) -> str:
-    rows, tweets = funnel["rows_in_shards"], funnel.get("tweets_in_shards", funnel["rows_in_shards"])
-    if tweets == rows:
-        return f"{count_text(rows)} rows"
-    return f"{count_text(rows)} documents of {count_text(tweets)} tweets"
+from tweetmill.pipeline.stats_print import count_text, held_text, share_text
 
 
 def balance_note(funnel: dict[str, Any]) -> str:
@@ -26,7 +19,7 @@ def balance_note(funnel: dict[str, Any]) -> str:
     return html_note(
         f"read {count_text(funnel['read'])} = kept {count_text(funnel['kept'])} + dropped "
         f"{count_text(funnel['dropped'])} + errors {count_text(funnel['errors'])}; "
-        f"{_held(funnel)} in the shards: {verdict}"
+        f"{held_text(funnel)} in the shards: {verdict}"
     )
 
 

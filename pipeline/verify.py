@@ -161,8 +161,8 @@ def _check_rows(
     for i in range(reader.num_record_batches):
         batch = reader.get_batch(i)
         rows += batch.num_rows
-        members += _members(batch)
-        bad_members += _bad_members(batch)
+        held, bad = _members(batch)
+        members, bad_members = members + held, bad_members + bad
         if not batch.num_rows or batch.schema.get_field_index("tokens") < 0:
             continue
         offsets, values = list_layout(batch.column("tokens"))
@@ -198,25 +198,21 @@ def _check_rows(
             check.problems.append(f"{n:,} {what}")
 
 
-def _members(batch: pa.RecordBatch) -> int:
-    """The tweets a batch's rows hold: ``tweet_ids`` (shard format 2), else one per row."""
+def _members(batch: pa.RecordBatch) -> tuple[int, int]:
+    """The tweets a batch's rows hold (``tweet_ids``, shard format 2; else one per row), and the rows
+    whose ``tweet_ids`` is empty or does not start with the row's id (a document's id is its first
+    tweet's)."""
     if batch.schema.get_field_index("tweet_ids") < 0:
-        return batch.num_rows
-    offsets, _ = list_layout(batch.column("tweet_ids"))
-    return int(offsets[-1])
-
-
-def _bad_members(batch: pa.RecordBatch) -> int:
-    """Rows whose ``tweet_ids`` is empty or does not start with the row's id (a document's id is its
-    first tweet's)."""
-    if not batch.num_rows or batch.schema.get_field_index("tweet_ids") < 0:
-        return 0
+        return batch.num_rows, 0
+    if not batch.num_rows:
+        return 0, 0
     offsets, values = list_layout(batch.column("tweet_ids"))
     lengths = np.diff(offsets)
     firsts = values[offsets[:-1][lengths > 0]]
-    return int(np.count_nonzero(lengths == 0)) + int(
+    bad = int(np.count_nonzero(lengths == 0)) + int(
         np.count_nonzero(firsts != batch.column("id").to_numpy()[lengths > 0])
     )
+    return int(offsets[-1]), bad
 
 
 def verify(shard_dir: str) -> VerifyReport:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,3 +35,25 @@ def tokenizer(corpus):
     from train_fixtures import train_bpe
 
     return train_bpe(corpus, vocab_size=512)
+
+
+def detect_in_another_process(texts: list[str], engine: str | None = None) -> list[list[str]]:
+    """``make_detector(engine).detect_batch(texts)`` in a fresh interpreter (the default engine
+    without ``engine``), each answer as ``[lang, repr(score)]`` so scores compare bit for bit."""
+    script = (
+        "import json, sys\n"
+        "from tweetmill.transforms.langid import make_detector\n"
+        "detector = make_detector(*sys.argv[1:])\n"
+        "answers = detector.detect_batch(json.load(sys.stdin))\n"
+        "print(json.dumps([[lang, repr(score)] for lang, score in answers]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *([engine] if engine else [])],
+        input=json.dumps(texts),
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(proc.stdout)

@@ -11,10 +11,12 @@ import zipfile
 from pathlib import Path
 
 import apache_beam as beam
+import pyarrow as pa
 import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 from conftest import shared_data
+from tweetmill.pipeline.verify import _members
 from tweetmill.schemas.records import Tweet
 from tweetmill.transforms.documents import BuildDocuments, DocumentsConfig
 from tweetmill.transforms.documents_core import (
@@ -289,3 +291,12 @@ def test_unknown_authors_are_told_apart_by_whom_the_replies_answer() -> None:
     (doc,) = build_documents(tweets, DOCUMENTS_CONVERSATIONS, 4000)
     # 1 is by 7 (2 answers 7), 2 by 99 (3 answers 99), 3 by 7 (4 answers 7), 4 unknown: its own speaker
     assert [t.split(SPEAKER_SUFFIX)[0] for t in split_turns(doc.text)] == ["A", "B", "A", "C"]
+
+
+def test_verify_counts_the_tweets_of_documents_and_flags_rows_not_led_by_their_id():
+    ids = pa.array([[5, 6], [8], []], pa.list_(pa.field("item", pa.int64(), nullable=False)))
+    batch = pa.record_batch({"id": pa.array([5, 7, 9], pa.int64()), "tweet_ids": ids})
+    assert _members(batch) == (3, 2)  # 7 is led by 8, and 9 holds no tweet
+    assert _members(batch.slice(0, 1)) == (2, 0)
+    assert _members(batch.slice(0, 0)) == (0, 0)
+    assert _members(batch.drop_columns(["tweet_ids"])) == (3, 0)  # format 1: a tweet a row

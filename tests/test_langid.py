@@ -3,16 +3,12 @@ the ``und`` rules, ``resolve_language``'s policy and pickling."""
 
 from __future__ import annotations
 
-import json
 import pickle
-import subprocess
-import sys
-import textwrap
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, shared_data
+from conftest import detect_in_another_process, shared_data
 from tweetmill.schemas.records import UNDETERMINED_LANGUAGE as UND
 from tweetmill.transforms import langid, langid_profiles
 
@@ -157,25 +153,7 @@ def test_identical_across_chunks(detector, monkeypatch):
 
 @pytest.mark.slow
 def test_identical_in_another_process(detector):
-    script = textwrap.dedent(
-        """
-        import json, sys
-        from tweetmill.transforms.langid import make_detector
-        texts = json.load(sys.stdin)
-        detector = make_detector("langdetect-profiles")
-        print(json.dumps([[lang, repr(score)] for lang, score in detector.detect_batch(texts)]))
-        """
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        input=json.dumps(VARIED),
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        timeout=60,
-        check=True,
-    )
-    theirs = json.loads(proc.stdout)
+    theirs = detect_in_another_process(VARIED, "langdetect-profiles")
     ours = [[lang, repr(score)] for lang, score in detector.detect_batch(VARIED)]
     assert theirs == ours
 

@@ -4,16 +4,12 @@ determinism, and the exact langdetect-profile mode that stays available."""
 
 from __future__ import annotations
 
-import json
 import pickle
 import random
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, shared_data
+from conftest import detect_in_another_process, shared_data
 from tweetmill.schemas.records import DROP_LANGUAGE, Tweet
 from tweetmill.schemas.records import UNDETERMINED_LANGUAGE as UND
 from tweetmill.transforms import langid, langid_profiles, langid_script, langid_tweet, langid_words
@@ -271,24 +267,8 @@ def test_identical_whatever_the_batch(detector, monkeypatch):
 @pytest.mark.slow
 def test_identical_in_another_process(detector):
     texts = [*SCRIPTS.values(), GEEKY, LOSE_IT, *KANJI_ONLY]
-    script = textwrap.dedent(
-        """
-        import json, sys
-        from tweetmill.transforms.langid import make_detector
-        texts = json.load(sys.stdin)
-        print(json.dumps([[lang, repr(score)] for lang, score in make_detector().detect_batch(texts)]))
-        """
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        input=json.dumps(texts),
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        timeout=60,
-        check=True,
-    )
-    assert json.loads(proc.stdout) == [[lang, repr(score)] for lang, score in detector.detect_batch(texts)]
+    ours = [[lang, repr(score)] for lang, score in detector.detect_batch(texts)]
+    assert detect_in_another_process(texts) == ours
 
 
 def test_pickles_without_tables(detector):
