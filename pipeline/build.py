@@ -30,13 +30,13 @@ from tweetmill.pipeline.run_watch import RunWatch
 from tweetmill.pipeline.shard_io import read_manifest
 from tweetmill.pipeline.user_filters import pickle_by_value
 from tweetmill.schemas.manifest import Manifest, StageRecord, TokenizerInfo
-from tweetmill.schemas.records import Tweet
 from tweetmill.schemas.shard_dir import ID_CONFLICT_SAMPLE_NAME
 from tweetmill.transforms.audit import SampleDropped, WriteDropped
 from tweetmill.transforms.author_cap import CapAuthors
 from tweetmill.transforms.clean import CleanTweets
 from tweetmill.transforms.common import TAG_DEAD_LETTERS, TAG_DROPPED, TAG_SAMPLES, TAG_STATS
 from tweetmill.transforms.dedup import DeduplicateIds, DeduplicateTexts
+from tweetmill.transforms.dedup_batches import UnbatchTweets
 from tweetmill.transforms.documents import BuildDocuments
 from tweetmill.transforms.filters.empty import EmptyText
 from tweetmill.transforms.filters.entities_only import EntitiesOnly
@@ -70,11 +70,6 @@ log = logging.getLogger(__name__)
 # tries to download and start Prism, which hangs without network; the FnApiRunner is the embedded
 # runner behind it and opens no connection, so tweetmill uses it explicitly.
 LOCAL_RUNNERS = (None, "DirectRunner", "FnApiRunner", "BundleBasedDirectRunner")
-
-
-class _Unbatch(beam.PTransform):
-    def expand(self, batches):
-        return batches | "Flatten" >> beam.FlatMap(lambda batch: batch).with_output_types(Tweet)
 
 
 def filter_stages(config: RunConfig) -> list[Stage]:
@@ -181,14 +176,14 @@ def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec) -> None:
     batches = apply(distinct, DetectLanguage(config.language))
     cap = CapAuthors(config.stage_config(CapAuthors))
     if cap.enabled():  # on the corpus the other stages leave, so a share is of what gets trained on
-        capped = batches | "UnbatchForCap" >> _Unbatch() | "CapAuthors" >> cap
+        capped = batches | "UnbatchForCap" >> UnbatchTweets() | "CapAuthors" >> cap
         drops.append(capped[TAG_DROPPED])
         dropped_tweets.append(capped[TAG_DROPPED_TWEETS])
         stage_stats.append(capped[TAG_STATS])
         batches = capped.tweets | "Rebatch" >> beam.BatchElements(min_batch_size=64, max_batch_size=1024)
     documents = BuildDocuments(config.stage_config(BuildDocuments))
     if documents.enabled():  # after every per-tweet decision: a document holds only kept tweets
-        built = batches | "UnbatchForDocuments" >> _Unbatch() | "BuildDocuments" >> documents
+        built = batches | "UnbatchForDocuments" >> UnbatchTweets() | "BuildDocuments" >> documents
         stage_stats.append(built[TAG_STATS])
         rebatch = beam.BatchElements(min_batch_size=16, max_batch_size=256)
         batches = built["tweets"] | "BatchDocuments" >> rebatch
