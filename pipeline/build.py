@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems  # noqa: F401 (tests patch build.FileSystems)
+from apache_beam.io.filesystems import FileSystems  # tests patch build.FileSystems too
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from tweetmill.pipeline.cli import tweetmill_version
 from tweetmill.pipeline.dataflow import check_runner_options, is_dry_run, remote_pipeline_options
@@ -47,16 +50,10 @@ from tweetmill.transforms.filters.retweets import Retweets
 from tweetmill.transforms.language import DetectLanguage
 from tweetmill.transforms.near_dedup import RemoveNearDuplicates
 from tweetmill.transforms.read import TAG_FILES, ReadArchives
+from tweetmill.transforms.shard_parts import WriteShards
 from tweetmill.transforms.stage import KIND_USER, TAG_DROPPED_TWEETS, ApplyStage, Stage
 from tweetmill.transforms.tokenize import TokenizeTweets, load_tokenizer
-from tweetmill.transforms.write import (
-    Finalize,
-    OutputSpec,
-    WriteDeadLetters,
-    WriteShards,
-    local_path,
-    temp_dirs,
-)
+from tweetmill.transforms.write import Finalize, OutputSpec, WriteDeadLetters, local_path, temp_dirs
 
 # The tweet-by-tweet filters, in the order they run: after cleaning, before deduplication (cheap
 # rules first, so the shuffles carry fewer tweets). Adding a filter is one module and one line here.
@@ -65,6 +62,8 @@ FILTERS: tuple[type[Stage], ...] = (EmptyText, Retweets, Length, EntitiesOnly, E
 CONFIGURABLE_STAGES: tuple[type, ...] = (*FILTERS, DetectLanguage, CapAuthors, BuildDocuments)
 
 log = logging.getLogger(__name__)
+
+SPILL_DIR = "spill"  # in the run's temporary directory
 
 # Runners that mean "run here, in this process (or its local workers)". Beam's DirectRunner first
 # tries to download and start Prism, which hangs without network; the FnApiRunner is the embedded
@@ -125,8 +124,11 @@ def run_stages(config: RunConfig) -> list[StageRecord]:
     return [*stages, declared(TokenizeTweets)]
 
 
-def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec) -> None:
-    """Archives → clean → filters → id, exact, near dedup → language → tokenize → shards + manifest."""
+def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec, spill_dir: str | None = None) -> None:
+    """Archives → clean → filters → id, exact, near dedup → language → tokenize → shards + manifest.
+
+    ``spill_dir`` (local runs): where batches wait for the side inputs of the shuffle stages
+    instead of the runner's memory (``transforms/spill.py``, ``docs/memory.md``)."""
     audit = config.write_dropped
     parsed = p | "ReadArchives" >> ReadArchives(
         list(config.inputs),
@@ -153,19 +155,23 @@ def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec) -> None:
         batches = apply(batches, stage)
     # Dedup and near dedup keep the tweets in their batches and shuffle only compact keys
     # (ids, text hashes, band keys): each tweet is decided where it is (docs/memory.md).
-    unique_ids = batches | "DeduplicateIds" >> DeduplicateIds(audit=audit, batched=True, texts_next=True)
+    unique_ids = batches | "DeduplicateIds" >> DeduplicateIds(
+        audit=audit, batched=True, texts_next=True, spill_dir=spill_dir
+    )
     drops.append(unique_ids[TAG_DROPPED])
     dropped_tweets.append(unique_ids[TAG_DROPPED_TWEETS])
     stage_stats.append(unique_ids[TAG_STATS])
     name_sample = beam.Map(lambda rows: (ID_CONFLICT_SAMPLE_NAME, rows))
     side_samples.append(unique_ids[TAG_SAMPLES] | "NameIdConflictSample" >> name_sample)
-    unique_texts = unique_ids.for_texts() | "DeduplicateTexts" >> DeduplicateTexts(audit=audit, batched=True)
+    unique_texts = unique_ids.for_texts() | "DeduplicateTexts" >> DeduplicateTexts(
+        audit=audit, batched=True, spill_dir=spill_dir
+    )
     drops.append(unique_texts[TAG_DROPPED])
     dropped_tweets.append(unique_texts[TAG_DROPPED_TWEETS])
     distinct = unique_texts.tweets
     if config.near_dedup is not None:
         near = distinct | "RemoveNearDuplicates" >> RemoveNearDuplicates(
-            config.near_dedup, partitions=config.near_dup_partitions, batched=True
+            config.near_dedup, partitions=config.near_dup_partitions, batched=True, spill_dir=spill_dir
         )
         distinct = near.tweets
         drops.append(near[TAG_DROPPED])
@@ -174,13 +180,13 @@ def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec) -> None:
         side_samples.append(near[TAG_SAMPLES])
 
     batches = apply(distinct, DetectLanguage(config.language))
-    cap = CapAuthors(config.stage_config(CapAuthors))
+    cap = CapAuthors(config.stage_config(CapAuthors), batched=True, spill_dir=spill_dir)
     if cap.enabled():  # on the corpus the other stages leave, so a share is of what gets trained on
-        capped = batches | "UnbatchForCap" >> UnbatchTweets() | "CapAuthors" >> cap
+        capped = batches | "CapAuthors" >> cap
         drops.append(capped[TAG_DROPPED])
         dropped_tweets.append(capped[TAG_DROPPED_TWEETS])
         stage_stats.append(capped[TAG_STATS])
-        batches = capped.tweets | "Rebatch" >> beam.BatchElements(min_batch_size=64, max_batch_size=1024)
+        batches = capped.tweets
     documents = BuildDocuments(config.stage_config(BuildDocuments))
     if documents.enabled():  # after every per-tweet decision: a document holds only kept tweets
         built = batches | "UnbatchForDocuments" >> UnbatchTweets() | "BuildDocuments" >> documents
@@ -189,14 +195,14 @@ def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec) -> None:
         batches = built["tweets"] | "BatchDocuments" >> rebatch
     tokenized = batches | "Tokenize" >> TokenizeTweets(config.tokenizer)
 
-    shards = tokenized | "WriteShards" >> WriteShards(spec)
+    shards = tokenized | "WriteShards" >> WriteShards(spec, spill_dir)
     error_files = parsed[TAG_DEAD_LETTERS] | "WriteDeadLetters" >> WriteDeadLetters(spec)
-    all_dropped = dropped_tweets | "AllDroppedTweets" >> beam.Flatten()
     if audit:
+        all_dropped = dropped_tweets | "AllDroppedTweets" >> beam.Flatten()
         dropped_files = all_dropped | "WriteDropped" >> WriteDropped(spec)
     else:
         dropped_files = p | "NoDroppedFiles" >> beam.Create([])
-        side_samples.append(all_dropped | "SampleDropped" >> SampleDropped())
+        side_samples.append(tuple(dropped_tweets) | "SampleDropped" >> SampleDropped())
 
     dropped = drops | "AllDrops" >> beam.Flatten() | "SumDropsByStageAndReason" >> beam.CombinePerKey(sum)
     read = (
@@ -220,6 +226,23 @@ def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec) -> None:
         inputs=parsed[TAG_FILES],
         samples=side_samples | "AllSamples" >> beam.Flatten(),
     )
+
+
+@contextlib.contextmanager
+def spill_directory(spec: OutputSpec, options: PipelineOptions) -> Iterator[str | None]:
+    """Where a local run parks its batches (None on other runners, whose shuffles spill): in the
+    run's temporary directory when the output is local (removed with it, also after a crash), else
+    a new directory under ``TMPDIR``, removed when the run ends."""
+    if options.view_as(StandardOptions).runner not in LOCAL_RUNNERS:
+        yield None
+    elif local_path(spec.output) is not None:
+        yield FileSystems.join(spec.temp_dir, SPILL_DIR)
+    else:
+        directory = tempfile.mkdtemp(prefix="tweetmill-spill-")
+        try:
+            yield directory
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def is_one_local_worker(options: PipelineOptions) -> bool:
@@ -292,22 +315,23 @@ def run(
     with OutputLock(config.output, tweetmill_version()) if local else contextlib.nullcontext():
         spec = output_spec(config)
         p = make_pipeline(beam_args)
-        build(p, config, spec)
-        watch = RunWatch(None if dry_run else progress, options, list(config.inputs))
-        try:
-            with quiet_filesystem_errors(), watch:
-                watch.wait(p.run())
-        except BaseException as exc:  # Ctrl-C too: its temporary directory goes as well
-            if not dry_run and not watch.detached:  # a remote job that goes on still needs it
-                remove_temps([spec.temp_dir], "this run failed")
-            if watch.interrupted:  # Beam wraps a Ctrl-C in errors of its own
-                raise KeyboardInterrupt from None
-            if not isinstance(exc, Exception):
-                raise
-            failure = run_failure(exc, config.output)
-            if failure is None:
-                raise
-            raise failure from exc
+        with spill_directory(spec, options) as spill_dir:
+            build(p, config, spec, spill_dir)
+            watch = RunWatch(None if dry_run else progress, options, list(config.inputs))
+            try:
+                with quiet_filesystem_errors(), watch:
+                    watch.wait(p.run())
+            except BaseException as exc:  # Ctrl-C too: its temporary directory goes as well
+                if not dry_run and not watch.detached:  # a remote job that goes on still needs it
+                    remove_temps([spec.temp_dir], "this run failed")
+                if watch.interrupted:  # Beam wraps a Ctrl-C in errors of its own
+                    raise KeyboardInterrupt from None
+                if not isinstance(exc, Exception):
+                    raise
+                failure = run_failure(exc, config.output)
+                if failure is None:
+                    raise
+                raise failure from exc
         if dry_run:
             log.info("dry run: the job graph was translated; nothing was submitted")
             return None

@@ -72,24 +72,43 @@ class WriteDropped(beam.PTransform):
 
 
 class SampleDropped(beam.PTransform):
-    """``(stage, reason, Tweet)`` → one ``(DROPPED_SAMPLE_NAME, [records])``: per (stage, reason) the
-    ``per_reason`` tweets with the smallest ``sample_key``, in (stage, reason, id) order."""
+    """``(stage, reason, Tweet)`` (one PCollection, or a tuple of them) → one
+    ``(DROPPED_SAMPLE_NAME, [records])``: per (stage, reason) the ``per_reason`` tweets with the
+    smallest ``sample_key``, in (stage, reason, id) order.
+
+    Each input is cut to its own smallest first, in the stage that drops its tweets: a Flatten of
+    the dropped tweets themselves would hold them all in the local runner's memory."""
 
     def __init__(self, per_reason: int = SAMPLES_PER_REASON):
         super().__init__()
         self._per_reason = per_reason
 
+    def _smallest(self) -> beam.PTransform:
+        return beam.combiners.Top.PerKey(self._per_reason, key=_rank_of, reverse=True)
+
     def expand(self, dropped):
+        inputs = [dropped] if isinstance(dropped, beam.PCollection) else list(dropped)
+        per_input = [
+            tweets | f"KeyByReason{i}" >> beam.MapTuple(_keyed_by_reason) | f"Smallest{i}" >> self._smallest()
+            for i, tweets in enumerate(inputs)
+        ]
         return (
-            dropped
-            | "KeyByReason"
-            >> beam.MapTuple(lambda stage, reason, tweet: ((stage, reason), (_rank(tweet), tweet)))
-            | "Smallest"
-            >> beam.combiners.Top.PerKey(self._per_reason, key=lambda ranked: ranked[0], reverse=True)
+            per_input
+            | "AllSmallest" >> beam.Flatten()
+            | "Unpack" >> beam.FlatMapTuple(lambda key, picked: [(key, ranked) for ranked in picked])
+            | "Smallest" >> self._smallest()
             | "ToRecords" >> beam.MapTuple(lambda key, picked: [dropped_record(*key, t) for _, t in picked])
             | "AllReasons" >> beam.combiners.ToList()
             | "Name" >> beam.Map(_sample_file)
         )
+
+
+def _keyed_by_reason(stage: str, reason: str, tweet: Tweet) -> tuple[tuple[str, str], tuple]:
+    return (stage, reason), (_rank(tweet), tweet)
+
+
+def _rank_of(ranked: tuple) -> tuple:
+    return ranked[0]
 
 
 def _rank(tweet: Tweet) -> tuple:

@@ -71,6 +71,8 @@ from apache_beam.utils.windowed_value import WindowedValue
 from tweetmill.schemas.records import Tweet
 from tweetmill.schemas.shard import splitmix64
 from tweetmill.transforms.common import TAG_DROPPED, TAG_STATS, DropCounter
+from tweetmill.transforms.dedup_batches import TweetBatch
+from tweetmill.transforms.spill import parked
 from tweetmill.transforms.stage import KIND_SHUFFLE, TAG_DROPPED_TWEETS, option
 
 DROP_AUTHOR_CAP = "author_cap"  # over its author's cap (bot and spam floods): transforms/author_cap.py
@@ -203,22 +205,23 @@ def stats_dict(
 
 
 class _AuthorIdsFn(beam.DoFn):
-    """Tweets → ``(author, packed ids)``: each author's tweet ids in a bundle as one uint64 array
-    (Beam's cost is per element, and the later steps need only these 8 bytes of a tweet), and under
-    ``_TOTAL`` the bundle's count of tweets, with or without an author."""
+    """Tweets (or batches of them) → ``(author, packed ids)``: each author's tweet ids in a bundle
+    as one uint64 array (Beam's cost is per element, and the later steps need only these 8 bytes of
+    a tweet), and under ``_TOTAL`` the bundle's count of tweets, with or without an author."""
 
     def start_bundle(self) -> None:
         self._ids: dict[int, list[int]] = defaultdict(list)
         self._buffered = 0
         self._tweets = 0
 
-    def process(self, tweet: Tweet) -> Iterator:
-        self._tweets += 1
-        if tweet.author_id is not None:
-            self._ids[tweet.author_id].append(tweet.id & _MASK64)
-            self._buffered += 1
-            if self._buffered >= _FLUSH_KEYS:
-                yield from self._flush()
+    def process(self, element: Tweet | list[Tweet]) -> Iterator:
+        for tweet in element if isinstance(element, list) else (element,):
+            self._tweets += 1
+            if tweet.author_id is not None:
+                self._ids[tweet.author_id].append(tweet.id & _MASK64)
+                self._buffered += 1
+        if self._buffered >= _FLUSH_KEYS:
+            yield from self._flush()
 
     def finish_bundle(self) -> Iterator:
         for out in self._flush():
@@ -338,15 +341,31 @@ class _DecideFn(beam.DoFn):
     def start_bundle(self) -> None:
         self._dropped = 0
 
-    def process(self, tweet: Tweet, thresholds: dict) -> Iterator:
-        author = tweet.author_id
-        if author is not None:
-            threshold = thresholds.get(author)
-            if threshold is not None and cap_key(tweet.id) > threshold:
-                self._dropped += 1
+    def process(self, element: Tweet | list[Tweet], thresholds: dict) -> Iterator:
+        if not isinstance(element, list):
+            if self._over_cap(element, thresholds):
+                yield beam.pvalue.TaggedOutput(TAG_DROPPED_TWEETS, (STAGE, DROP_AUTHOR_CAP, element))
+            else:
+                yield element
+            return
+        if not thresholds:  # no author over the cap: the batch is kept as it is
+            yield element
+            return
+        kept = []
+        for tweet in element:
+            if self._over_cap(tweet, thresholds):
                 yield beam.pvalue.TaggedOutput(TAG_DROPPED_TWEETS, (STAGE, DROP_AUTHOR_CAP, tweet))
-                return
-        yield tweet
+            else:
+                kept.append(tweet)
+        if kept:
+            yield kept
+
+    def _over_cap(self, tweet: Tweet, thresholds: dict) -> bool:
+        threshold = thresholds.get(tweet.author_id) if tweet.author_id is not None else None
+        if threshold is not None and cap_key(tweet.id) > threshold:
+            self._dropped += 1
+            return True
+        return False
 
     def finish_bundle(self) -> Iterator:
         for out in self._drops.emit(Counter({DROP_AUTHOR_CAP: self._dropped})):
@@ -383,6 +402,8 @@ class CapAuthors(beam.PTransform):
     "author_cap", Tweet)`` for each dropped tweet, for the audit) and ``["stats"]`` (one
     ``("author_cap", dict)``, see ``stats_dict``). ``cap_authors`` is the same in one process.
     Input: globally windowed (batch) tweets; ids should be unique (``DeduplicateIds`` runs before).
+    ``batched``: the input is lists of tweets (the pipeline's batches), and so is ``.tweets``;
+    ``spill_dir`` (batched, local runs): they wait for the thresholds in spill files (``spill.py``).
     """
 
     name: ClassVar[str] = STAGE
@@ -391,9 +412,14 @@ class CapAuthors(beam.PTransform):
     description: ClassVar[str] = "more tweets from one author than its cap (bot and spam floods)"
     Config: ClassVar[type] = AuthorCapConfig
 
-    def __init__(self, config: AuthorCapConfig | None = None):
+    def __init__(
+        self, config: AuthorCapConfig | None = None, *, batched: bool = False, spill_dir: str | None = None
+    ):
         super().__init__()
+        if spill_dir is not None and not batched:
+            raise ValueError("spill_dir needs batched input")
         self.config = config or AuthorCapConfig()
+        self._batched, self._spill_dir = batched, spill_dir
 
     def enabled(self) -> bool:
         return self.config.enabled
@@ -422,9 +448,12 @@ class CapAuthors(beam.PTransform):
             ).with_output_types(tuple[int, tuple[int, bytes]])
             | "Thresholds" >> beam.CombinePerKey(_SmallestKeys()).with_output_types(tuple[int, int])
         )
-        decided = tweets | "Decide" >> beam.ParDo(
+        waiting = parked(tweets, "Park", self._spill_dir, after=thresholds)
+        decided = waiting | "Decide" >> beam.ParDo(
             _DecideFn(), thresholds=beam.pvalue.AsDict(thresholds)
-        ).with_output_types(Tweet).with_outputs(TAG_DROPPED, TAG_DROPPED_TWEETS, main="tweets")
+        ).with_output_types(TweetBatch if self._batched else Tweet).with_outputs(
+            TAG_DROPPED, TAG_DROPPED_TWEETS, main="tweets"
+        )
         removed = (
             decided[TAG_DROPPED]
             | "RemovedCounts" >> beam.Map(_drop_count).with_output_types(int)

@@ -38,6 +38,7 @@ from tweetmill.transforms.common import (
     TweetCoder,
 )
 from tweetmill.transforms.dedup_batches import BatchTweets, SplitDuplicates, UnbatchTweets
+from tweetmill.transforms.spill import read_spilled, spilled
 from tweetmill.transforms.stage import KIND_SHUFFLE, TAG_DROPPED_TWEETS
 
 ID_STAGE = "id_dedup"  # key of the id stage's stats in the manifest's ``stages``
@@ -388,11 +389,18 @@ class DedupOutputs(dict):
         return {"tweets": self["tweets"], _PENDING: self[_PENDING]}
 
 
-def _join(unique: beam.PCollection, survivors: beam.PCollection, batched: bool) -> beam.PCollection:
+def _join(
+    unique: beam.PCollection, survivors: beam.PCollection, batched: bool, spill_dir: str | None = None
+) -> beam.PCollection:
     """The stage's kept tweets: the batches it left alone and the survivors of the combine, as
-    batches (``batched``) or elements."""
+    batches (``batched``) or elements. With ``spill_dir`` both wait for each other in spill files."""
     if batched:
-        return (unique, survivors | "BatchSurvivors" >> BatchTweets()) | "Kept" >> beam.Flatten()
+        survivors = survivors | "BatchSurvivors" >> BatchTweets()
+        kept = (
+            spilled(unique, "SpillUnique", spill_dir),
+            spilled(survivors, "SpillSurvivors", spill_dir),
+        ) | "Kept" >> beam.Flatten()
+        return read_spilled(kept, "ReadKept", spill_dir)
     return (unique | "Unbatch" >> UnbatchTweets(), survivors) | "Kept" >> beam.Flatten()
 
 
@@ -515,23 +523,27 @@ class DeduplicateIds(beam.PTransform):
         audit: bool = False,
         batched: bool = False,
         texts_next: bool = False,
+        spill_dir: str | None = None,
     ):
         super().__init__()
         if texts_next and not batched:
             raise ValueError("texts_next needs batched input")
+        if spill_dir is not None and not batched:
+            raise ValueError("spill_dir needs batched input")
         self._max_samples = _check_max_samples(max_samples)
         self._audit, self._batched, self._texts_next = audit, batched, texts_next
+        self._spill_dir = spill_dir
 
     def expand(self, tweets):
         batches = tweets if self._batched else tweets | "Batch" >> BatchTweets()
         text_key = _text_key if self._texts_next else None
         unique, repeated = batches | "SplitDuplicates" >> SplitDuplicates(
-            _tweet_id, int, text_key=text_key, ids_too=True
+            _tweet_id, int, text_key=text_key, ids_too=True, spill_dir=self._spill_dir
         )
         out = repeated | "Decide" >> _KeepBestIds(self._max_samples, self._audit)
         if self._texts_next:
             return DedupOutputs({**out, "tweets": unique, _PENDING: out.tweets})
-        return DedupOutputs({**out, "tweets": _join(unique, out.tweets, self._batched)})
+        return DedupOutputs({**out, "tweets": _join(unique, out.tweets, self._batched, self._spill_dir)})
 
 
 class DeduplicateTexts(beam.PTransform):
@@ -548,9 +560,11 @@ class DeduplicateTexts(beam.PTransform):
     reasons = (DROP_EXACT_DUPLICATE,)
     description = "the same normalised text as a tweet with a smaller id"
 
-    def __init__(self, *, audit: bool = False, batched: bool = False):
+    def __init__(self, *, audit: bool = False, batched: bool = False, spill_dir: str | None = None):
         super().__init__()
-        self._audit, self._batched = audit, batched
+        if spill_dir is not None and not batched:
+            raise ValueError("spill_dir needs batched input")
+        self._audit, self._batched, self._spill_dir = audit, batched, spill_dir
 
     def expand(self, tweets):
         if isinstance(tweets, dict):  # after DeduplicateIds(texts_next=True)
@@ -561,7 +575,7 @@ class DeduplicateTexts(beam.PTransform):
         else:
             batches = tweets if self._batched else tweets | "Batch" >> BatchTweets()
             unique, repeated = batches | "SplitDuplicates" >> SplitDuplicates(
-                _text_key, bytes, text_key=_text_key
+                _text_key, bytes, text_key=_text_key, spill_dir=self._spill_dir
             )
         out = repeated | "Decide" >> _KeepFirstTexts(self._audit)
-        return DedupOutputs({**out, "tweets": _join(unique, out.tweets, self._batched)})
+        return DedupOutputs({**out, "tweets": _join(unique, out.tweets, self._batched, self._spill_dir)})

@@ -315,7 +315,8 @@ class SplitDuplicates(beam.PTransform):
     only when ``ids_too``) and ``text_key(tweet)``, 16 bytes. Only the keys are shuffled
     (``partitions`` packed arrays per bundle) and the ids of the repeated ones go back as a side
     input, so a tweet crosses no shuffle unless it has a duplicate. Every tweet of such an id goes
-    to the combine: a group's result does not change with more whole groups beside it."""
+    to the combine: a group's result does not change with more whole groups beside it.
+    ``spill_dir`` (local runs): the batches wait for that side input in spill files (``spill.py``)."""
 
     def __init__(
         self,
@@ -324,10 +325,12 @@ class SplitDuplicates(beam.PTransform):
         text_key: Callable[[Tweet], bytes] | None = None,
         ids_too: bool = False,
         partitions: int = 16,
+        spill_dir: str | None = None,
     ):
         super().__init__()
         self._key, self._key_type, self._text_key = key, key_type, text_key
         self._ids, self._partitions = text_key is None or ids_too, partitions
+        self._spill_dir = spill_dir
 
     def expand(self, batches):
         if not batches.windowing.is_default():  # finish_bundle outputs and the cached side input
@@ -341,7 +344,10 @@ class SplitDuplicates(beam.PTransform):
             | "GroupKeys" >> beam.GroupByKey()
             | "Repeated" >> beam.FlatMap(_duplicated_ids).with_output_types(bytes)
         )
-        split = batches | "Split" >> beam.ParDo(
+        from tweetmill.transforms.spill import parked  # spill.py builds on this module
+
+        waiting = parked(batches, "Park", self._spill_dir, after=dup_ids)
+        split = waiting | "Split" >> beam.ParDo(
             _SplitFn(self._key), dups=beam.pvalue.AsIter(dup_ids)
         ).with_output_types(TweetBatch).with_outputs(_DUPS, main="unique")
         dups = split[_DUPS] | "TypeDuplicates" >> beam.Map(_keyed).with_output_types(

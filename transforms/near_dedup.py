@@ -30,6 +30,7 @@ from tweetmill.transforms.near_dedup_rule import (
     sample_order,
     stats_dict,
 )
+from tweetmill.transforms.spill import parked
 from tweetmill.transforms.stage import KIND_SHUFFLE, TAG_DROPPED_TWEETS
 
 __all__ = [
@@ -80,7 +81,8 @@ class RemoveNearDuplicates(beam.PTransform):
     texts: raise it with the input), except that one bucket's entries, and the members checked
     against one anchor, share a partition: a cluster of 10M copies puts ~1.5 GB on one worker.
     ``batch_size`` is the number of tweets signed at once. Results depend on neither. Input:
-    globally windowed tweets with unique ids (``DeduplicateIds`` runs before).
+    globally windowed tweets with unique ids (``DeduplicateIds`` runs before). ``spill_dir``
+    (batched, local runs): the batches wait for the decisions in spill files (``spill.py``).
     """
 
     # The stage's entry in the manifest (``transforms/stage.py``'s contract).
@@ -96,12 +98,14 @@ class RemoveNearDuplicates(beam.PTransform):
         batch_size: int = 2048,
         *,
         batched: bool = False,
+        spill_dir: str | None = None,
     ):
         super().__init__()
         if partitions < 1 or batch_size < 1:
             raise ValueError("partitions and batch_size must be positive")
         self._config = config or NearDedupConfig()
         self._partitions, self._batch_size, self._batched = partitions, batch_size, batched
+        self._spill_dir = spill_dir
         _ = self._config.bands  # compute (and cache) the LSH parameters at construction
 
     def expand(self, tweets: beam.PCollection):  # -> NearDedupOutputs (Beam warns on non-PCollection hints)
@@ -162,7 +166,8 @@ class RemoveNearDuplicates(beam.PTransform):
                 steps.REMOVED, TAG_SAMPLES, steps.ANCHOR_IDS
             )
         )
-        decided = batches | "Decide" >> beam.ParDo(
+        waiting = parked(batches, "Park", self._spill_dir, after=verified[steps.REMOVED])
+        decided = waiting | "Decide" >> beam.ParDo(
             steps.DecideFn(), removed=beam.pvalue.AsIter(verified[steps.REMOVED])
         ).with_output_types(list[Tweet]).with_outputs(TAG_DROPPED, TAG_DROPPED_TWEETS, main="kept")
         pair_counts = both(steps.CHECKED) | "SumChecked" >> beam.CombineGlobally(steps.sum_pairs)

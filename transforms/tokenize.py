@@ -22,6 +22,7 @@ from apache_beam.metrics import Metrics
 from tokenizers import Tokenizer
 from tweetmill.schemas.records import Tweet
 from tweetmill.transforms.common import METRICS_NAMESPACE
+from tweetmill.transforms.dedup_batches import TweetBatch
 
 log = logging.getLogger(__name__)
 
@@ -115,14 +116,14 @@ class _TokenizeFn(beam.DoFn):
     def setup(self) -> None:
         self._tokenizer = load_tokenizer(self._spec)
 
-    def process(self, batch: list[Tweet]) -> Iterator[Tweet]:
+    def process(self, batch: list[Tweet]) -> Iterator[list[Tweet]]:
         tokenized = tokenize_batch(self._tokenizer, batch)
         self._tokens.inc(sum(len(t.token_bytes) for t in tokenized) // TOKEN_DTYPE.itemsize)
-        yield from tokenized
+        yield tokenized
 
 
 class TokenizeTweets(beam.PTransform):
-    """Batches of tweets → tweets with ``token_bytes`` (``encode_batch`` over each batch)."""
+    """Batches of tweets → the same batches, each tweet with its ``token_bytes`` (``encode_batch``)."""
 
     name = "tokenize"
     kind = "map"
@@ -134,7 +135,7 @@ class TokenizeTweets(beam.PTransform):
         self._spec = spec
 
     def expand(self, batches):
-        return batches | "Encode" >> beam.ParDo(_TokenizeFn(self._spec)).with_output_types(Tweet)
+        return batches | "Encode" >> beam.ParDo(_TokenizeFn(self._spec)).with_output_types(TweetBatch)
 
 
 # --- training the bundled tokenizer -------------------------------------------------------------

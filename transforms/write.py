@@ -18,7 +18,7 @@ import math
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import apache_beam as beam
 import numpy as np
@@ -43,7 +43,6 @@ from tweetmill.schemas.shard_dir import (  # the shard directory's file names, i
     shard_path,
     tokenizer_config,
 )
-from tweetmill.transforms.progress import reporter
 from tweetmill.transforms.tokenize import read_tokenizer_bytes
 
 log = logging.getLogger(__name__)
@@ -126,16 +125,50 @@ def serialize_table(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def write_bytes(path: str, data: bytes) -> None:
-    """Write one whole file. A full disk raises OSError without a file name; it gets ``path``, so the
-    run's one-line failure can say which file it was writing."""
+@contextlib.contextmanager
+def errors_named(path: str) -> Iterator[None]:
+    """A full disk raises OSError without a file name; it gets ``path``, so the run's one-line
+    failure can say which file it was writing."""
     try:
-        with FileSystems.create(path, compression_type="uncompressed") as f:
-            f.write(data)
+        yield
     except OSError as exc:
         if exc.errno is not None and exc.filename is None:
             raise OSError(exc.errno, exc.strerror, path) from exc
         raise
+
+
+@contextlib.contextmanager
+def created(path: str) -> Iterator[BinaryIO]:
+    """A new file through FileSystems (errors name ``path``)."""
+    with errors_named(path), FileSystems.create(path, compression_type="uncompressed") as f:
+        yield f
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Write one whole file."""
+    with created(path) as f:
+        f.write(data)
+
+
+class _HashingSink:
+    """The file pyarrow writes a shard into: bytes go on to ``f``, counted and hashed on the way."""
+
+    closed = False
+
+    def __init__(self, f: BinaryIO):
+        self._f, self.size, self.sha256 = f, 0, hashlib.sha256()
+
+    def write(self, data) -> int:
+        self._f.write(data)
+        self.sha256.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:  # the FileSystems handle is closed by its own context
+        pass
 
 
 @dataclass(frozen=True)
@@ -144,8 +177,25 @@ class WrittenFile:
     temp_path: str
 
 
-def write_shard(spec: OutputSpec, index: int, num_shards: int, tweets: Iterable[Tweet]) -> WrittenFile:
-    ordered = sorted(tweets, key=lambda t: t.id)
+def _record_batches(ordered: Iterable[Tweet]) -> Iterator[list[Tweet]]:
+    """``ordered`` in lists of ``RECORD_BATCH_ROWS``, checked to be in strictly increasing id order."""
+    chunk: list[Tweet] = []
+    last = None
+    for tweet in ordered:
+        if last is not None and tweet.id <= last:
+            raise ValueError(f"shard rows out of id order: {tweet.id} after {last}")
+        last = tweet.id
+        chunk.append(tweet)
+        if len(chunk) == RECORD_BATCH_ROWS:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def write_shard(spec: OutputSpec, index: int, num_shards: int, ordered: Iterable[Tweet]) -> WrittenFile:
+    """Shard ``index`` of ``num_shards`` from its tweets in id order, one record batch of
+    ``RECORD_BATCH_ROWS`` at a time: memory holds one record batch, not the shard."""
     schema = shard_schema(
         tokenizer_sha256=spec.tokenizer.sha256,
         vocab_size=spec.tokenizer.vocab_size,
@@ -154,22 +204,29 @@ def write_shard(spec: OutputSpec, index: int, num_shards: int, tweets: Iterable[
         shard_index=index,
         num_shards=num_shards,
     )
-    table = tweets_to_table(ordered, schema)
-    data = serialize_table(table)
     name = shard_path(index, num_shards)
     temp_path = FileSystems.join(spec.temp_dir, name)
-    write_bytes(temp_path, data)
-    tokens = int(pc.sum(table.column("num_tokens")).as_py() or 0)
+    rows = tokens = members = 0
+    with created(temp_path) as f:
+        sink = _HashingSink(f)
+        with pa.ipc.new_file(pa.PythonFile(sink, mode="w"), schema) as writer:
+            for chunk in _record_batches(ordered):
+                table = tweets_to_table(chunk, schema)
+                writer.write_table(table)
+                rows += table.num_rows
+                tokens += int(pc.sum(table.column("num_tokens")).as_py() or 0)
+                members += sum(len(t.tweet_ids) or 1 for t in chunk)
+            if rows == 0:
+                writer.write_table(tweets_to_table([], schema))
     # Rows that are documents of several tweets (--documents threads|conversations): the shard's
     # tweets are counted too, for the accounting; None (left out of the manifest) when rows = tweets.
-    members = sum(len(t.tweet_ids) or 1 for t in ordered)
     entry = ShardEntry(
         file=name,
-        rows=table.num_rows,
-        tweets=members if members != table.num_rows else None,
+        rows=rows,
+        tweets=members if members != rows else None,
         tokens=tokens,
-        bytes=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
+        bytes=sink.size,
+        sha256=sink.sha256.hexdigest(),
     )
     return WrittenFile(entry, temp_path)
 
@@ -194,46 +251,6 @@ def write_dead_letters(spec: OutputSpec, index: int, letters: Iterable[DeadLette
     )
     name = f"{ERRORS_DIR}/errors-{index:05d}-of-{NUM_ERROR_FILES:05d}.jsonl"
     return write_json_lines(spec, name, [d.to_json_dict() for d in ordered])
-
-
-class _WriteShardFn(beam.DoFn):
-    def __init__(self, spec: OutputSpec):
-        self._spec = spec
-
-    def setup(self) -> None:
-        self._progress = reporter()  # None unless a local run is watched (transforms/progress.py)
-
-    def process(self, keyed, num_shards: int) -> Iterator[WrittenFile]:
-        index, tweets = keyed
-        written = write_shard(self._spec, index, num_shards, tweets)
-        if self._progress is not None:
-            self._progress.report("write", k=written.entry.rows)
-        yield written
-
-
-class WriteShards(beam.PTransform):
-    """Tokenized tweets → ``written``: one ``WrittenFile`` per non-empty shard (in the temp
-    directory), and ``num_shards``: the shard count, decided from the number of kept tweets."""
-
-    def __init__(self, spec: OutputSpec):
-        super().__init__()
-        self._spec = spec
-
-    def expand(self, tweets):
-        spec = self._spec
-        num_shards = (
-            tweets | "CountKept" >> beam.combiners.Count.Globally() | "NumShards" >> beam.Map(spec.shards_for)
-        )
-        written = (
-            tweets
-            | "AssignShard"
-            >> beam.Map(
-                lambda t, n: (shard_of(t.id, n), t), n=beam.pvalue.AsSingleton(num_shards)
-            ).with_output_types(tuple[int, Tweet])
-            | "GroupByShard" >> beam.GroupByKey()
-            | "WriteShard" >> beam.ParDo(_WriteShardFn(spec), num_shards=beam.pvalue.AsSingleton(num_shards))
-        )
-        return {"written": written, "num_shards": num_shards}
 
 
 class WriteDeadLetters(beam.PTransform):

@@ -1,0 +1,122 @@
+"""Batches parked in spill files on the local runner, and shards written from sorted parts
+(transforms/spill.py, transforms/shard_parts.py, issue #15): the same data comes out, the files go."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pytest
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.testing.util import assert_that, equal_to
+from tweetmill.schemas.manifest import TokenizerInfo
+from tweetmill.schemas.records import Tweet
+from tweetmill.schemas.shard import shard_schema
+from tweetmill.transforms import shard_parts
+from tweetmill.transforms.shard_parts import WriteShards, shard_indices
+from tweetmill.transforms.spill import parked, read_frames, write_frame
+from tweetmill.transforms.write import OutputSpec, shard_of, tweets_to_table, write_shard
+
+
+def tweet(i: int, tokens: int = 3) -> Tweet:
+    return Tweet(
+        id=i,
+        text=f"tweet {i} " + "é" * (i % 7),
+        source_format="v1",
+        source_file="f.jsonl",
+        position=i,
+        author_id=None if i % 5 == 0 else i % 11,
+        reply_to_id=i - 1 if i % 13 == 0 else None,
+        token_bytes=np.arange(tokens + i % 4, dtype="<i4").tobytes(),
+    )
+
+
+def spec_for(out: str) -> OutputSpec:
+    return OutputSpec(
+        output=out,
+        run_fingerprint="f" * 64,
+        tokenizer=TokenizerInfo(sha256="a" * 64, vocab_size=100, eos_id=0, eos_token="<eos>", source="x"),
+        rows_per_shard=700,
+    )
+
+
+def test_frames_round_trip_and_a_cut_frame_raises():
+    f = io.BytesIO()
+    batches = [[tweet(1), tweet(2)], [tweet(3)]]
+    for b in batches:
+        write_frame(f, b)
+    f.seek(0)
+    assert list(read_frames(f, "x")) == batches
+    cut = io.BytesIO(f.getvalue()[:-5])
+    with pytest.raises(OSError, match="cut short"):
+        list(read_frames(cut, "x"))
+
+
+def test_parked_batches_come_back_whole_after_the_side_input_and_their_files_go(tmp_path):
+    spill = tmp_path / "spill"
+    batches = [[tweet(i * 10 + j) for j in range(10)] for i in range(50)]
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        pcoll = p | beam.Create(batches)
+        gate = pcoll | beam.Map(len) | beam.CombineGlobally(sum)
+        waited = parked(pcoll, "Park", str(spill), after=gate)
+        out = waited | beam.Map(lambda b, n: (len(b), n), n=beam.pvalue.AsSingleton(gate))
+        ids = waited | beam.FlatMap(lambda b: [t.id for t in b])
+        assert_that(out, equal_to([(10, 500)] * 50), label="Batches")
+        assert_that(ids, equal_to(list(range(500))), label="Ids")
+    assert spill.is_dir() and not os.listdir(spill)  # every spill file read and deleted
+
+
+def test_shard_indices_are_shard_of():
+    batch = [tweet(i) for i in (0, 1, 2**40, 2**63 - 1, 123456789012345678)]
+    assert shard_indices(batch, 7) == [shard_of(t.id, 7) for t in batch]
+
+
+def test_a_shard_streamed_in_record_batches_holds_the_sorted_tweets(tmp_path, monkeypatch):
+    monkeypatch.setattr("tweetmill.transforms.write.RECORD_BATCH_ROWS", 64)
+    spec = spec_for(str(tmp_path))
+    tweets = [tweet(i) for i in range(0, 3000, 3)]
+    written = write_shard(spec, 0, 1, iter(tweets))
+    reader = pa.ipc.open_file(written.temp_path)
+    assert reader.num_record_batches == -(-len(tweets) // 64)
+    schema = shard_schema(
+        tokenizer_sha256="a" * 64,
+        vocab_size=100,
+        eos_id=0,
+        run_fingerprint="f" * 64,
+        shard_index=0,
+        num_shards=1,
+    )
+    assert reader.read_all().equals(tweets_to_table(tweets, schema), check_metadata=True)
+    assert written.entry.rows == len(tweets) and written.entry.bytes == os.path.getsize(written.temp_path)
+    with pytest.raises(ValueError, match="out of id order"):
+        write_shard(spec, 0, 1, iter([tweet(5), tweet(4)]))
+    empty = write_shard(spec, 1, 2, iter([]))
+    assert pa.ipc.open_file(empty.temp_path).read_all().num_rows == 0
+
+
+@pytest.mark.parametrize("spilled", [False, True])
+def test_shards_from_many_parts_equal_shards_from_one(tmp_path, monkeypatch, spilled):
+    """Small parts (many per shard, from many flushes) and one sorted pass give the same files."""
+    monkeypatch.setattr(shard_parts, "PART_FLUSH_TWEETS", 100)
+    monkeypatch.setattr(shard_parts, "PART_FRAME_TWEETS", 7)
+    tweets = [tweet(i) for i in random.Random(3).sample(range(10**6), 2000)]
+    batches = [tweets[i : i + 64] for i in range(0, len(tweets), 64)]
+    spec = spec_for(str(tmp_path / "out"))
+    spill = str(tmp_path / "spill") if spilled else None
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        shards = p | beam.Create(batches) | WriteShards(spec, spill)
+        files = shards["written"] | beam.Map(lambda w: (w.entry.file, w.entry.sha256, w.entry.rows))
+        assert_that(shards["num_shards"], equal_to([3]), label="NumShards")
+        expected_spec = spec_for(str(tmp_path / "expected"))
+        expected = []
+        for index in range(3):
+            mine = sorted((t for t in tweets if shard_of(t.id, 3) == index), key=lambda t: t.id)
+            w = write_shard(expected_spec, index, 3, iter(mine))
+            expected.append((w.entry.file, w.entry.sha256, w.entry.rows))
+        assert_that(files, equal_to(expected), label="Files")
+    if spilled:  # parts live beside the spill files on a local run, and go once their shard is written
+        assert not [f for _, _, fs in os.walk(spill) for f in fs]
