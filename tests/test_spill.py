@@ -18,7 +18,7 @@ from tweetmill.schemas.records import Tweet
 from tweetmill.schemas.shard import shard_schema
 from tweetmill.transforms import shard_parts
 from tweetmill.transforms.shard_parts import WriteShards, shard_indices
-from tweetmill.transforms.spill import parked, read_frames, write_frame
+from tweetmill.transforms.spill import co_group_by_key, group_by_key, parked, read_frames, write_frame
 from tweetmill.transforms.write import OutputSpec, shard_of, tweets_to_table, write_shard
 
 
@@ -120,3 +120,42 @@ def test_shards_from_many_parts_equal_shards_from_one(tmp_path, monkeypatch, spi
         assert_that(files, equal_to(expected), label="Files")
     if spilled:  # parts live beside the spill files on a local run, and go once their shard is written
         assert not [f for _, _, fs in os.walk(spill) for f in fs]
+
+
+def test_groups_through_files_equal_beams_groups(tmp_path, monkeypatch):
+    monkeypatch.setattr("tweetmill.transforms.spill._KEY_FLUSH_BYTES", 64)  # many appends per file
+    spill = tmp_path / "spill"
+    pairs = [(i % 5, (f"v{i}", b"x" * (i % 9))) for i in range(300)]
+    other = [(i % 7, i) for i in range(40)]
+
+    def normalised(element):
+        key, value = element
+        if isinstance(value, dict):
+            return key, {tag: sorted(values) for tag, values in value.items()}
+        return key, sorted(value)
+
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        a = p | "A" >> beam.Create(pairs)
+        b = p | "B" >> beam.Create(other)
+        for label, directory in (("Files", str(spill)), ("Beam", None)):
+            grouped = group_by_key(a, f"Group{label}", directory) | f"Norm{label}" >> beam.Map(normalised)
+            joined = co_group_by_key(
+                {"a": a, "b": b}, f"Join{label}", directory
+            ) | f"NormJoin{label}" >> beam.Map(normalised)
+            assert_that(
+                grouped, equal_to([normalised(kv) for kv in _grouped(pairs).items()]), label=f"G{label}"
+            )
+            expected = {k: {"a": [], "b": []} for k in range(7)}
+            for k, v in pairs:
+                expected[k]["a"].append(v)
+            for k, v in other:
+                expected[k]["b"].append(v)
+            assert_that(joined, equal_to([normalised(kv) for kv in expected.items()]), label=f"J{label}")
+    assert not os.listdir(spill)  # every file read and deleted
+
+
+def _grouped(pairs):
+    out = {}
+    for k, v in pairs:
+        out.setdefault(k, []).append(v)
+    return out

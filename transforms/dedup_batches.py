@@ -316,7 +316,8 @@ class SplitDuplicates(beam.PTransform):
     (``partitions`` packed arrays per bundle) and the ids of the repeated ones go back as a side
     input, so a tweet crosses no shuffle unless it has a duplicate. Every tweet of such an id goes
     to the combine: a group's result does not change with more whole groups beside it.
-    ``spill_dir`` (local runs): the batches wait for that side input in spill files (``spill.py``)."""
+    ``spill_dir`` (local runs): the keys are grouped through files, and the batches wait for that
+    side input in spill files (``spill.py``)."""
 
     def __init__(
         self,
@@ -335,17 +336,14 @@ class SplitDuplicates(beam.PTransform):
     def expand(self, batches):
         if not batches.windowing.is_default():  # finish_bundle outputs and the cached side input
             raise ValueError("SplitDuplicates runs on globally windowed (batch) input")
-        dup_ids = (
-            batches
-            | "Keys"
-            >> beam.ParDo(_KeysFn(self._text_key, self._ids, self._partitions)).with_output_types(
-                tuple[tuple[str, int], bytes]
-            )
-            | "GroupKeys" >> beam.GroupByKey()
-            | "Repeated" >> beam.FlatMap(_duplicated_ids).with_output_types(bytes)
-        )
-        from tweetmill.transforms.spill import parked  # spill.py builds on this module
+        from tweetmill.transforms.spill import group_by_key, parked  # spill.py builds on this module
 
+        keys = batches | "Keys" >> beam.ParDo(
+            _KeysFn(self._text_key, self._ids, self._partitions)
+        ).with_output_types(tuple[tuple[str, int], bytes])
+        dup_ids = group_by_key(keys, "GroupKeys", self._spill_dir) | "Repeated" >> beam.FlatMap(
+            _duplicated_ids
+        ).with_output_types(bytes)
         waiting = parked(batches, "Park", self._spill_dir, after=dup_ids)
         split = waiting | "Split" >> beam.ParDo(
             _SplitFn(self._key), dups=beam.pvalue.AsIter(dup_ids)

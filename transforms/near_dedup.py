@@ -30,7 +30,7 @@ from tweetmill.transforms.near_dedup_rule import (
     sample_order,
     stats_dict,
 )
-from tweetmill.transforms.spill import parked
+from tweetmill.transforms.spill import co_group_by_key, group_by_key, parked
 from tweetmill.transforms.stage import KIND_SHUFFLE, TAG_DROPPED_TWEETS
 
 __all__ = [
@@ -82,7 +82,8 @@ class RemoveNearDuplicates(beam.PTransform):
     against one anchor, share a partition: a cluster of 10M copies puts ~1.5 GB on one worker.
     ``batch_size`` is the number of tweets signed at once. Results depend on neither. Input:
     globally windowed tweets with unique ids (``DeduplicateIds`` runs before). ``spill_dir``
-    (batched, local runs): the batches wait for the decisions in spill files (``spill.py``).
+    (batched, local runs): the band keys and the texts are grouped through files, and the batches
+    wait for the decisions in spill files (``spill.py``).
     """
 
     # The stage's entry in the manifest (``transforms/stage.py``'s contract).
@@ -118,19 +119,19 @@ class RemoveNearDuplicates(beam.PTransform):
         signed = batches | "Sign" >> beam.ParDo(steps.SignFn(cfg, parts, self._batch_size)).with_outputs(
             steps.TWEETS, main="bands"
         )
+        spill = self._spill_dir
         buckets = (
-            signed.bands
-            | "GroupBands" >> beam.GroupByKey()
+            group_by_key(signed.bands, "GroupBands", spill)
             | "PairWithBucketMin"
             >> beam.ParDo(steps.BucketPairsFn(parts)).with_outputs(steps.PAIRS, steps.ANCHORS)
         )
+        candidates = {
+            steps.TWEETS: signed[steps.TWEETS],
+            steps.PAIRS: buckets[steps.PAIRS],
+            steps.ANCHORS: buckets[steps.ANCHORS],
+        }
         routed = (
-            {
-                steps.TWEETS: signed[steps.TWEETS],
-                steps.PAIRS: buckets[steps.PAIRS],
-                steps.ANCHORS: buckets[steps.ANCHORS],
-            }
-            | "JoinCandidates" >> beam.CoGroupByKey()
+            co_group_by_key(candidates, "JoinCandidates", spill)
             | "Route"
             >> beam.ParDo(steps.RouteFn(parts)).with_outputs(steps.PENDING, steps.CLAIMS, steps.ANCHOR_TEXTS)
         )
@@ -166,7 +167,7 @@ class RemoveNearDuplicates(beam.PTransform):
                 steps.REMOVED, TAG_SAMPLES, steps.ANCHOR_IDS
             )
         )
-        waiting = parked(batches, "Park", self._spill_dir, after=verified[steps.REMOVED])
+        waiting = parked(batches, "Park", spill, after=verified[steps.REMOVED])
         decided = waiting | "Decide" >> beam.ParDo(
             steps.DecideFn(), removed=beam.pvalue.AsIter(verified[steps.REMOVED])
         ).with_output_types(list[Tweet]).with_outputs(TAG_DROPPED, TAG_DROPPED_TWEETS, main="kept")

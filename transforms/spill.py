@@ -9,16 +9,23 @@ produced, and only the files' paths wait; the step after the wait reads them bac
 time and deletes each file once read. A remote runner's shuffle and side-input waits keep their
 data off the heap already: there (``directory=None``) the helpers below add no step to the graph.
 
-A spill file is a sequence of frames: an 8-byte little-endian length, then one ``pack_tweets``
-pickle of a batch. The same frames hold the sorted parts of a shard (``shard_parts.py``).
+The same holds for the largest shuffles of compact keys and texts (near dedup's band keys, and the
+id and text of every tweet it routes): ``GroupByKeyInFiles`` and ``CoGroupByKeyInFiles`` write each
+bundle's values to a file per key and group only the paths.
+
+A spill file is a sequence of frames: an 8-byte little-endian length, then one pickle (of a batch's
+``pack_tweets`` field tuples, or of a grouped value). The same frames hold the sorted parts of a
+shard (``shard_parts.py``).
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import uuid
-from collections.abc import Iterator
-from typing import BinaryIO
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from typing import Any, BinaryIO
 
 import apache_beam as beam
 from tweetmill.schemas.records import Tweet
@@ -26,28 +33,48 @@ from tweetmill.transforms.dedup_batches import TweetBatch, windowed
 from tweetmill.transforms.near_dedup_encoding import pack_tweets, unpack_tweets
 from tweetmill.transforms.write import errors_named
 
-__all__ = ["ReadSpilled", "SpillBatches", "parked", "read_frames", "read_spilled", "spilled", "write_frame"]
+__all__ = [
+    "CoGroupByKeyInFiles",
+    "GroupByKeyInFiles",
+    "ReadSpilled",
+    "SpillBatches",
+    "co_group_by_key",
+    "group_by_key",
+    "parked",
+    "read_frames",
+    "read_spilled",
+    "spilled",
+    "write_frame",
+]
 
 # Tweets per spill file: a few MB, and enough files for the runner to share among its workers.
 SPILL_FILE_TWEETS = 16_384
 _LENGTH_BYTES = 8
 
 
-def write_frame(f: BinaryIO, tweets: list[Tweet]) -> None:
-    blob = pack_tweets(tweets)
+def _write_blob(f: BinaryIO, blob: bytes) -> None:
     f.write(len(blob).to_bytes(_LENGTH_BYTES, "little"))
     f.write(blob)
 
 
-def read_frames(f: BinaryIO, name: str) -> Iterator[list[Tweet]]:
-    """The batches of a file of frames, one at a time. A frame cut short (a disk that filled up
-    under a crashed writer) raises instead of passing as the end of the file."""
+def _blobs(f: BinaryIO, name: str) -> Iterator[bytes]:
+    """The frames of a file, one at a time. A frame cut short (a disk that filled up under a
+    crashed writer) raises instead of passing as the end of the file."""
     while header := f.read(_LENGTH_BYTES):
         size = int.from_bytes(header, "little")
         blob = f.read(size)
         if len(header) != _LENGTH_BYTES or len(blob) != size:
             raise OSError(f"{name}: spilled data cut short ({len(blob)} of {size} bytes)")
-        yield unpack_tweets(blob)
+        yield blob
+
+
+def write_frame(f: BinaryIO, tweets: list[Tweet]) -> None:
+    _write_blob(f, pack_tweets(tweets))
+
+
+def read_frames(f: BinaryIO, name: str) -> Iterator[list[Tweet]]:
+    """The batches of a file of frames, one at a time."""
+    return map(unpack_tweets, _blobs(f, name))
 
 
 class _SpillFn(beam.DoFn):
@@ -141,3 +168,112 @@ def parked(batches, label: str, directory: str | None, after: beam.PCollection):
     if directory is None:
         return batches
     return batches | f"{label}Spill" >> SpillBatches(directory) | f"{label}Read" >> ReadSpilled(after)
+
+
+# --- GroupByKey and CoGroupByKey through files -----------------------------------------------------
+
+# A bundle's values buffered before they are appended to their keys' files.
+_KEY_FLUSH_BYTES = 32 << 20
+
+
+class _SpillByKeyFn(beam.DoFn):
+    """``(key, value)`` → ``(key, (tag, path))``: the bundle's values of each key pickled into one
+    spill file of that key (``tag`` names the input of a co-group)."""
+
+    def __init__(self, directory: str, tag: str = ""):
+        self._directory, self._tag = directory, tag
+
+    def setup(self) -> None:
+        os.makedirs(self._directory, exist_ok=True)
+
+    def start_bundle(self) -> None:
+        self._values: dict[Any, list[bytes]] = defaultdict(list)
+        self._paths: dict[Any, str] = {}
+        self._buffered = 0
+
+    def process(self, element: tuple[Any, Any]):
+        key, value = element
+        blob = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        self._values[key].append(blob)
+        self._buffered += len(blob)
+        if self._buffered >= _KEY_FLUSH_BYTES:
+            self._flush()
+
+    def finish_bundle(self) -> Iterator:
+        self._flush()
+        for key, path in self._paths.items():
+            yield windowed((key, (self._tag, path)))
+
+    def _flush(self) -> None:
+        values, self._values, self._buffered = self._values, defaultdict(list), 0
+        for key, blobs in values.items():
+            path = self._paths.get(key)
+            if path is None:
+                path = self._paths[key] = os.path.join(self._directory, f"{uuid.uuid4().hex}.group")
+            with errors_named(path), open(path, "ab") as f:
+                for blob in blobs:
+                    _write_blob(f, blob)
+
+
+def _read_group(element: tuple[Any, Iterable[tuple[str, str]]], tags: tuple[str, ...]) -> tuple[Any, Any]:
+    """``(key, [(tag, path)])`` → ``(key, values)`` (``tags`` empty) or ``(key, {tag: values})``,
+    each file read whole and deleted."""
+    key, files = element
+    grouped: dict[str, list] = {tag: [] for tag in tags or ("",)}
+    for tag, path in sorted(files):
+        with open(path, "rb") as f:
+            grouped[tag].extend(pickle.loads(blob) for blob in _blobs(f, path))
+        os.remove(path)
+    return key, grouped if tags else grouped[""]
+
+
+class GroupByKeyInFiles(beam.PTransform):
+    """``GroupByKey`` for a few keys with large values, on the local runner: the values go to
+    spill files per key and bundle, and only ``(key, path)`` pairs are grouped; each group is read
+    back whole (so a key's values must fit in memory: the shuffles that use it route to partitions).
+    """
+
+    def __init__(self, directory: str):
+        super().__init__()
+        self._directory = directory
+
+    def expand(self, pairs):
+        return (
+            pairs
+            | "SpillByKey" >> beam.ParDo(_SpillByKeyFn(self._directory))
+            | "GroupPaths" >> beam.GroupByKey()
+            | "ReadGroup" >> beam.Map(_read_group, tags=())
+        )
+
+
+class CoGroupByKeyInFiles(beam.PTransform):
+    """``CoGroupByKey`` of a dict of ``(key, value)`` PCollections, through files like
+    ``GroupByKeyInFiles``: ``(key, {tag: [values]})``, every tag present."""
+
+    def __init__(self, directory: str):
+        super().__init__()
+        self._directory = directory
+
+    def expand(self, inputs: dict[str, beam.PCollection]):
+        spilled_paths = [
+            pcoll | f"SpillByKey[{tag}]" >> beam.ParDo(_SpillByKeyFn(self._directory, tag))
+            for tag, pcoll in inputs.items()
+        ]
+        return (
+            spilled_paths
+            | "FlattenPaths" >> beam.Flatten()
+            | "GroupPaths" >> beam.GroupByKey()
+            | "ReadGroups" >> beam.Map(_read_group, tags=tuple(inputs))
+        )
+
+
+def group_by_key(pairs, label: str, directory: str | None):
+    """``pairs | label >> GroupByKeyInFiles(directory)``, or Beam's ``GroupByKey`` where
+    ``directory`` is None."""
+    return pairs | label >> (beam.GroupByKey() if directory is None else GroupByKeyInFiles(directory))
+
+
+def co_group_by_key(inputs: dict[str, beam.PCollection], label: str, directory: str | None):
+    """``inputs | label >> CoGroupByKeyInFiles(directory)``, or Beam's ``CoGroupByKey`` where
+    ``directory`` is None."""
+    return inputs | label >> (beam.CoGroupByKey() if directory is None else CoGroupByKeyInFiles(directory))
