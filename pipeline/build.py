@@ -137,6 +137,7 @@ def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec, spill_dir: str 
         include_deleted=config.include_deleted,
         csv_delimiter=config.csv_delimiter,
         spread=not is_one_local_worker(p.options),
+        spill_dir=spill_dir,
     )
     drops = [parsed[TAG_DROPPED]]
     dropped_tweets = []  # (stage, reason, tweet) of every stage after parsing

@@ -10,6 +10,7 @@ that is skipped (another archive dataset, a hidden file, the archive's viewer) g
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections import Counter
@@ -54,6 +55,7 @@ from tweetmill.transforms.containers import (
 )
 from tweetmill.transforms.parse import open_records
 from tweetmill.transforms.progress import listed, reporter, unit_meter
+from tweetmill.transforms.spill import read_spill_file, write_spill_file
 
 logger = logging.getLogger(__name__)
 
@@ -213,12 +215,21 @@ class _ParseUnitsFn(beam.DoFn):
     Batches that will cross a shuffle are encoded here, with the fast tweet coder, so the shuffle
     moves bytes; where nothing is shuffled they stay lists."""
 
-    def __init__(self, options: ReadOptions, batch_size: int, encode: bool = True):
+    def __init__(self, options: ReadOptions, batch_size: int, encode: bool = True,
+                 spill_dir: str | None = None):
         self._options = options
         self._batch_size = batch_size
-        self._pack = _BATCH_CODER.encode if encode else list
+        self._spill_dir = spill_dir
+        if not encode:
+            self._pack = list
+        elif spill_dir is None:
+            self._pack = _BATCH_CODER.encode
+        else:  # the shuffle moves the path of a spill file, not the tweets (spill.py)
+            self._pack = functools.partial(write_spill_file, spill_dir)
 
     def setup(self) -> None:
+        if self._spill_dir is not None:
+            os.makedirs(self._spill_dir, exist_ok=True)
         self._read = {f: Metrics.counter(METRICS_NAMESPACE, f"parse_records_read_{f}")
                       for f in SOURCE_FORMATS}
         self._skipped = Metrics.counter(METRICS_NAMESPACE, "parse_files_skipped")
@@ -298,7 +309,12 @@ class _RouteFn(beam.DoFn):
     def process(self, item: tuple[int, Any]) -> Iterator[Any]:
         kind, payload = item
         if kind == _KIND_TWEETS:
-            yield payload if type(payload) is list else _BATCH_CODER.decode(payload)
+            if type(payload) is list:
+                yield payload
+            elif type(payload) is str:
+                yield from read_spill_file(payload)
+            else:
+                yield _BATCH_CODER.decode(payload)
         elif kind == _KIND_DROPS:
             yield from self._drops.emit(payload)
         elif kind == _KIND_FILE:
@@ -347,6 +363,7 @@ class ReadArchives(beam.PTransform):
 
     ``spread``: reshuffle files, container members and parsed batches so every worker takes part; on
     one local worker these shuffles only copy the data, and ``spread=False`` leaves them out.
+    ``spill_dir`` (local runs): the parsed batches cross their reshuffle as spill files (``spill.py``).
     """
 
     name = "parse"
@@ -358,7 +375,7 @@ class ReadArchives(beam.PTransform):
 
     def __init__(self, patterns: list[str], fmt: str | None = None, csv_text_column: str | None = None,
                  batch_size: int = 1000, include_deleted: bool = False, csv_delimiter: str | None = None,
-                 spread: bool = True):
+                 spread: bool = True, spill_dir: str | None = None):
         super().__init__()
         if isinstance(patterns, str):
             patterns = [patterns]
@@ -370,7 +387,7 @@ class ReadArchives(beam.PTransform):
             raise ValueError("batch_size must be >= 1")
         self._patterns = list(patterns)
         options = ReadOptions(fmt, csv_text_column, include_deleted, csv_delimiter)
-        self._parse = _ParseUnitsFn(options, batch_size, encode=spread)
+        self._parse = _ParseUnitsFn(options, batch_size, encode=spread, spill_dir=spill_dir)
         self._spread = spread
 
     def expand(self, pbegin: beam.pvalue.PBegin):  # -> DoOutputsTuple (Beam warns on that hint)

@@ -42,9 +42,11 @@ __all__ = [
     "group_by_key",
     "parked",
     "read_frames",
+    "read_spill_file",
     "read_spilled",
     "spilled",
     "write_frame",
+    "write_spill_file",
 ]
 
 # Tweets per spill file: a few MB, and enough files for the runner to share among its workers.
@@ -119,9 +121,22 @@ class _ReadSpilledFn(beam.DoFn):
     does not retry a bundle: it fails the run). Extra side inputs are never read."""
 
     def process(self, path: str, *after) -> Iterator[list[Tweet]]:
-        with open(path, "rb") as f:
-            yield from read_frames(f, path)
-        os.remove(path)
+        yield from read_spill_file(path)
+
+
+def read_spill_file(path: str) -> Iterator[list[Tweet]]:
+    """The batches of a spill file, one at a time; the file is deleted once read whole."""
+    with open(path, "rb") as f:
+        yield from read_frames(f, path)
+    os.remove(path)
+
+
+def write_spill_file(directory: str, batch: list[Tweet]) -> str:
+    """A new spill file in ``directory`` (which exists) holding ``batch``; its path."""
+    path = os.path.join(directory, f"{uuid.uuid4().hex}.spill")
+    with errors_named(path), open(path, "wb") as f:
+        write_frame(f, batch)
+    return path
 
 
 class SpillBatches(beam.PTransform):
@@ -254,7 +269,7 @@ class CoGroupByKeyInFiles(beam.PTransform):
         super().__init__()
         self._directory = directory
 
-    def expand(self, inputs: dict[str, beam.PCollection]):
+    def expand(self, inputs):  # a dict of PCollections (no hint: Beam warns on it)
         spilled_paths = [
             pcoll | f"SpillByKey[{tag}]" >> beam.ParDo(_SpillByKeyFn(self._directory, tag))
             for tag, pcoll in inputs.items()
