@@ -166,11 +166,18 @@ def test_smallest_keys_combine_merges_and_encodes():
 # --- the Beam stage ------------------------------------------------------------------------------
 
 
-def _check_stage(p, tweets, config, *, label):
+def _check_stage(p, tweets, config, *, label, spill_dir=None):
+    """The stage against ``cap_authors``; with ``spill_dir``, on batches parked in spill files."""
     kept, dropped = cap_authors(tweets, config)
-    out = p | f"Create{label}" >> beam.Create(tweets) | f"Cap{label}" >> CapAuthors(config)
-    assert_that(out.tweets | f"KeptIds{label}" >> beam.Map(lambda t: t.id), equal_to([t.id for t in kept]),
-                label=f"Kept{label}")
+    if spill_dir is None:
+        out = p | f"Create{label}" >> beam.Create(tweets) | f"Cap{label}" >> CapAuthors(config)
+        kept_ids = out.tweets | f"KeptIds{label}" >> beam.Map(lambda t: t.id)
+    else:
+        batches = [tweets[i : i + 97] for i in range(0, len(tweets), 97)]
+        cap = CapAuthors(config, batched=True, spill_dir=spill_dir)
+        out = p | f"Create{label}" >> beam.Create(batches) | f"Cap{label}" >> cap
+        kept_ids = out.tweets | f"KeptIds{label}" >> beam.FlatMap(lambda b: [t.id for t in b])
+    assert_that(kept_ids, equal_to([t.id for t in kept]), label=f"Kept{label}")
     drops = out[TAG_DROPPED] | f"SumDrops{label}" >> beam.CombinePerKey(sum)  # one count per bundle
     assert_that(drops, equal_to([(("author_cap", DROP_AUTHOR_CAP), len(dropped))]), label=f"Drops{label}")
     audited = [("author_cap", DROP_AUTHOR_CAP, t.id) for t in dropped]
@@ -180,13 +187,14 @@ def _check_stage(p, tweets, config, *, label):
 
 
 @pytest.mark.slow
-def test_beam_stage_matches_the_reference():
+def test_beam_stage_matches_the_reference(tmp_path):
     tweets = corpus()
     both = AuthorCapConfig(max_tweets_per_author=200, max_author_share=0.1, min_authors_for_share=100)
     count = AuthorCapConfig(max_tweets_per_author=30, max_author_share=0)
     with beam.Pipeline(runner=FnApiRunner()) as p:
         out, _, dropped = _check_stage(p, tweets, both, label="Both")
         _check_stage(p, tweets, count, label="Count")
+        _check_stage(p, tweets, count, label="CountBatched", spill_dir=str(tmp_path / "spill"))
         authors = len({t.author_id for t in tweets} - {None})
         limit = cap_limit(both, len(tweets), authors)
         plan = (len(tweets), authors, limit)
