@@ -269,35 +269,35 @@ def build_input(args: argparse.Namespace, folder: Path) -> dict:
     suffix = ".jsonl.gz" if args.compression == "gzip" else ".jsonl"
     total_bytes = 0
     digest = hashlib.sha256()
-    for f in range(args.files):
+    for f in range(args.files):  # streamed in chunks of lines: 10M tweets are ~25 GB of JSON
         lo, hi = f * n // args.files, (f + 1) * n // args.files
-        lines = []
-        for i in range(lo, hi):
-            api_text = html.escape(texts[i], quote=False)  # the API sends & < > escaped
-            short = api_text if len(api_text) <= 140 else api_text[:139] + "…"
-            slots = {
-                "ID": str(ids[i]),
-                "ID_STR": f'"{ids[i]}"',
-                "UID": str(authors[i]),
-                "UID_STR": f'"{authors[i]}"',
-                "TEXT": json.dumps(api_text, ensure_ascii=False),
-                "SHORT": json.dumps(short, ensure_ascii=False),
-                "RANGE": f"[0, {len(api_text)}]",
-                "SHORT_RANGE": f"[0, {len(short)}]",
-            }
-            lines.append(render(templates[rng.randrange(len(templates))], slots))
-        data = ("\n".join(lines) + "\n").encode("utf-8")
-        total_bytes += len(data)
         path = folder / "data" / f"tweets-{f:03d}{suffix}"
-        digest.update(data)
-        if args.compression == "gzip":  # mtime 0 and no name in the header: the same bytes every build
-            with (
-                open(path, "wb") as raw,
-                gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as out,
-            ):
+        with contextlib.ExitStack() as stack:
+            raw = stack.enter_context(open(path, "wb"))
+            # mtime 0 and no name in the gzip header: the same bytes every build
+            out = raw if args.compression != "gzip" else stack.enter_context(
+                gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0)
+            )
+            for start in range(lo, hi, 10_000):
+                lines = []
+                for i in range(start, min(start + 10_000, hi)):
+                    api_text = html.escape(texts[i], quote=False)  # the API sends & < > escaped
+                    short = api_text if len(api_text) <= 140 else api_text[:139] + "…"
+                    slots = {
+                        "ID": str(ids[i]),
+                        "ID_STR": f'"{ids[i]}"',
+                        "UID": str(authors[i]),
+                        "UID_STR": f'"{authors[i]}"',
+                        "TEXT": json.dumps(api_text, ensure_ascii=False),
+                        "SHORT": json.dumps(short, ensure_ascii=False),
+                        "RANGE": f"[0, {len(api_text)}]",
+                        "SHORT_RANGE": f"[0, {len(short)}]",
+                    }
+                    lines.append(render(templates[rng.randrange(len(templates))], slots) + "\n")
+                data = "".join(lines).encode("utf-8")
+                total_bytes += len(data)
+                digest.update(data)
                 out.write(data)
-        else:
-            path.write_bytes(data)
     info = {
         "params": params,
         "path": str(folder / "data"),

@@ -51,6 +51,13 @@ class DropCounter:
 tweet_values = operator.attrgetter(*(f.name for f in dataclasses.fields(Tweet)))
 
 
+def estimated_size(tweet: Tweet) -> int:
+    """About the encoded bytes of a tweet, without encoding it. Beam estimates the size of a sample
+    of the elements each step outputs (for its byte counters); encoding them cost ~4 % of a run's
+    CPU when the elements are batches of 1,000 tweets."""
+    return 64 + len(tweet.text) + len(tweet.source_file) + len(tweet.token_bytes)
+
+
 class TweetCoder(beam.coders.Coder):
     """Encodes a ``Tweet`` as the tuple of its field values with Beam's fast primitive coder.
 
@@ -66,6 +73,9 @@ class TweetCoder(beam.coders.Coder):
 
     def decode(self, encoded: bytes) -> Tweet:
         return Tweet(*self._values.decode(encoded))
+
+    def estimate_size(self, tweet: Tweet) -> int:
+        return estimated_size(tweet)
 
     def is_deterministic(self) -> bool:
         return True

@@ -19,6 +19,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.typehints import typehints
 from apache_beam.utils.windowed_value import WindowedValue
 from tweetmill.schemas.records import Tweet
+from tweetmill.transforms.common import estimated_size
 from tweetmill.transforms.near_dedup_encoding import (
     decode_arrays,
     encode_arrays,
@@ -78,6 +79,9 @@ class TweetBatchCoder(beam.coders.Coder):
 
     def decode(self, encoded: bytes) -> list[Tweet]:
         return unpack_tweets(encoded)
+
+    def estimate_size(self, batch: list[Tweet]) -> int:
+        return sum(map(estimated_size, batch))
 
     def is_deterministic(self) -> bool:
         return False  # never a key
