@@ -70,6 +70,10 @@ def _blobs(f: BinaryIO, name: str) -> Iterator[bytes]:
         yield blob
 
 
+def _new_path(directory: str, suffix: str = ".spill") -> str:
+    return os.path.join(directory, f"{uuid.uuid4().hex}{suffix}")
+
+
 def write_frame(f: BinaryIO, tweets: list[Tweet]) -> None:
     _write_blob(f, pack_tweets(tweets))
 
@@ -96,7 +100,7 @@ class _SpillFn(beam.DoFn):
         if not batch:
             return
         if self._file is None:
-            self._path = os.path.join(self._directory, f"{uuid.uuid4().hex}.spill")
+            self._path = _new_path(self._directory)
             self._file = open(self._path, "wb")  # noqa: SIM115 (closed by _close, across calls)
         with errors_named(self._path):
             write_frame(self._file, batch)
@@ -133,7 +137,7 @@ def read_spill_file(path: str) -> Iterator[list[Tweet]]:
 
 def write_spill_file(directory: str, batch: list[Tweet]) -> str:
     """A new spill file in ``directory`` (which exists) holding ``batch``; its path."""
-    path = os.path.join(directory, f"{uuid.uuid4().hex}.spill")
+    path = _new_path(directory)
     with errors_named(path), open(path, "wb") as f:
         write_frame(f, batch)
     return path
@@ -224,7 +228,7 @@ class _SpillByKeyFn(beam.DoFn):
         for key, blobs in values.items():
             path = self._paths.get(key)
             if path is None:
-                path = self._paths[key] = os.path.join(self._directory, f"{uuid.uuid4().hex}.group")
+                path = self._paths[key] = _new_path(self._directory, ".group")
             with errors_named(path), open(path, "ab") as f:
                 for blob in blobs:
                     _write_blob(f, blob)
