@@ -278,9 +278,9 @@ def build_input(args: argparse.Namespace, folder: Path) -> dict:
             out = raw if args.compression != "gzip" else stack.enter_context(
                 gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0)
             )
-            for start in range(lo, hi, 10_000):
+            for first in range(lo, hi, 10_000):
                 lines = []
-                for i in range(start, min(start + 10_000, hi)):
+                for i in range(first, min(first + 10_000, hi)):
                     api_text = html.escape(texts[i], quote=False)  # the API sends & < > escaped
                     short = api_text if len(api_text) <= 140 else api_text[:139] + "…"
                     slots = {
