@@ -82,8 +82,8 @@ class RemoveNearDuplicates(beam.PTransform):
     against one anchor, share a partition: a cluster of 10M copies puts ~1.5 GB on one worker.
     ``batch_size`` is the number of tweets signed at once. Results depend on neither. Input:
     globally windowed tweets with unique ids (``DeduplicateIds`` runs before). ``spill_dir``
-    (batched, local runs): the band keys and the texts are grouped through files, and the batches
-    wait for the decisions in spill files (``spill.py``).
+    (batched, local runs): every shuffle goes through files, and the batches wait for the decisions
+    in spill files (``spill.py``).
     """
 
     # The stage's entry in the manifest (``transforms/stage.py``'s contract).
@@ -135,17 +135,17 @@ class RemoveNearDuplicates(beam.PTransform):
             | "Route"
             >> beam.ParDo(steps.RouteFn(parts)).with_outputs(steps.PENDING, steps.CLAIMS, steps.ANCHOR_TEXTS)
         )
+        claims = {steps.CLAIMS: routed[steps.CLAIMS], steps.ANCHOR_TEXTS: routed[steps.ANCHOR_TEXTS]}
         first = (
-            {steps.CLAIMS: routed[steps.CLAIMS], steps.ANCHOR_TEXTS: routed[steps.ANCHOR_TEXTS]}
-            | "JoinClaims" >> beam.CoGroupByKey()
+            co_group_by_key(claims, "JoinClaims", spill)
             | "CheckSmallestAnchor"
             >> beam.ParDo(steps.CheckFn(cfg, parts, cfg.max_samples, forward=True)).with_outputs(
                 steps.VERDICTS, steps.KEPT_TEXTS, steps.CHECKED, steps.CLAIMS
             )
         )
+        retries = {steps.CLAIMS: first[steps.CLAIMS], steps.ANCHOR_TEXTS: routed[steps.ANCHOR_TEXTS]}
         second = (
-            {steps.CLAIMS: first[steps.CLAIMS], steps.ANCHOR_TEXTS: routed[steps.ANCHOR_TEXTS]}
-            | "JoinRetries" >> beam.CoGroupByKey()
+            co_group_by_key(retries, "JoinRetries", spill)
             | "CheckOtherAnchors"
             >> beam.ParDo(steps.CheckFn(cfg, parts, cfg.max_samples, forward=False)).with_outputs(
                 steps.VERDICTS, steps.KEPT_TEXTS, steps.CHECKED
@@ -155,13 +155,13 @@ class RemoveNearDuplicates(beam.PTransform):
         def both(tag: str) -> beam.PCollection:
             return (first[tag], second[tag]) | f"Both{tag.title().replace('_', '')}" >> beam.Flatten()
 
+        verdicts = {
+            steps.PENDING: routed[steps.PENDING],
+            steps.VERDICTS: both(steps.VERDICTS),
+            steps.KEPT_TEXTS: both(steps.KEPT_TEXTS),
+        }
         verified = (
-            {
-                steps.PENDING: routed[steps.PENDING],
-                steps.VERDICTS: both(steps.VERDICTS),
-                steps.KEPT_TEXTS: both(steps.KEPT_TEXTS),
-            }
-            | "JoinVerdicts" >> beam.CoGroupByKey()
+            co_group_by_key(verdicts, "JoinVerdicts", spill)
             | "Verify"
             >> beam.ParDo(steps.VerifyFn(cfg, parts, cfg.max_samples)).with_outputs(
                 steps.REMOVED, TAG_SAMPLES, steps.ANCHOR_IDS
