@@ -9,9 +9,9 @@ produced, and only the files' paths wait; the step after the wait reads them bac
 time and deletes each file once read. A remote runner's shuffle and side-input waits keep their
 data off the heap already: there (``directory=None``) the helpers below add no step to the graph.
 
-The same holds for the largest shuffles of compact keys and texts (near dedup's band keys, and the
-id and text of every tweet it routes): ``GroupByKeyInFiles`` and ``CoGroupByKeyInFiles`` write each
-bundle's values to a file per key and group only the paths.
+The same holds for the shuffles of keys and texts whose size grows with the corpus (exact dedup's
+keys, and every shuffle of near dedup: band keys, texts, candidates): ``GroupByKeyInFiles`` and
+``CoGroupByKeyInFiles`` write each bundle's values to a file per key and group only the paths.
 
 A spill file is a sequence of frames: an 8-byte little-endian length, then one pickle (of a batch's
 ``pack_tweets`` field tuples, or of a grouped value). The same frames hold the sorted parts of a
