@@ -127,8 +127,9 @@ def run_stages(config: RunConfig) -> list[StageRecord]:
 def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec, spill_dir: str | None = None) -> None:
     """Archives → clean → filters → id, exact, near dedup → language → tokenize → shards + manifest.
 
-    ``spill_dir`` (local runs): where batches wait for the side inputs of the shuffle stages
-    instead of the runner's memory (``transforms/spill.py``, ``docs/memory.md``)."""
+    ``spill_dir`` (local runs): where what waits between the stages goes instead of the runner's
+    memory: batches, the large shuffles' values, the shards' parts (``transforms/spill.py``,
+    ``docs/memory.md``)."""
     audit = config.write_dropped
     parsed = p | "ReadArchives" >> ReadArchives(
         list(config.inputs),
