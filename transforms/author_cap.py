@@ -62,16 +62,14 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.windowed_value import WindowedValue
 from tweetmill.schemas.records import Tweet
 from tweetmill.schemas.shard import splitmix64
 from tweetmill.transforms.common import TAG_DROPPED, TAG_STATS, DropCounter
-from tweetmill.transforms.dedup_batches import TweetBatch
+from tweetmill.transforms.dedup_batches import TweetBatch, windowed
 from tweetmill.transforms.spill import parked
 from tweetmill.transforms.stage import KIND_SHUFFLE, TAG_DROPPED_TWEETS, option
 
@@ -93,7 +91,6 @@ MAX_LISTED_AUTHORS = 20  # the most-capped authors named in the stats
 _FLUSH_KEYS = 1 << 16  # ids buffered in a bundle (and keys pending in a combine) before they are packed
 _TOTAL = "total"
 _MASK64 = (1 << 64) - 1
-_WINDOW = GlobalWindow()
 
 
 @dataclass(frozen=True)
@@ -225,9 +222,9 @@ class _AuthorIdsFn(beam.DoFn):
 
     def finish_bundle(self) -> Iterator:
         for out in self._flush():
-            yield _windowed(out)
+            yield windowed(out)
         if self._tweets:
-            yield _windowed(beam.pvalue.TaggedOutput(_TOTAL, self._tweets))
+            yield windowed(beam.pvalue.TaggedOutput(_TOTAL, self._tweets))
 
     def _flush(self) -> Iterator[tuple[int, bytes]]:
         ids, self._ids, self._buffered = self._ids, defaultdict(list), 0
@@ -247,13 +244,6 @@ def _over_cap(count: tuple[int, int], plan: tuple[int, int, int]) -> Iterator[tu
     limit = plan[2]
     if limit and count[1] > limit:
         yield count
-
-
-def _windowed(out: Any) -> Any:
-    """An output of ``finish_bundle``, in the global window (the stage runs on batch input)."""
-    if isinstance(out, beam.pvalue.TaggedOutput):
-        return beam.pvalue.TaggedOutput(out.tag, _windowed(out.value))
-    return WindowedValue(out, _WINDOW.max_timestamp(), (_WINDOW,))
 
 
 def _keys_of_over_cap(
@@ -342,34 +332,26 @@ class _DecideFn(beam.DoFn):
         self._dropped = 0
 
     def process(self, element: Tweet | list[Tweet], thresholds: dict) -> Iterator:
-        if not isinstance(element, list):
-            if self._over_cap(element, thresholds):
-                yield beam.pvalue.TaggedOutput(TAG_DROPPED_TWEETS, (STAGE, DROP_AUTHOR_CAP, element))
-            else:
-                yield element
-            return
-        if not thresholds:  # no author over the cap: the batch is kept as it is
+        if not thresholds:  # no author over the cap: kept as it is
             yield element
             return
+        batched = isinstance(element, list)
         kept = []
-        for tweet in element:
-            if self._over_cap(tweet, thresholds):
+        for tweet in element if batched else (element,):
+            threshold = thresholds.get(tweet.author_id) if tweet.author_id is not None else None
+            if threshold is not None and cap_key(tweet.id) > threshold:
+                self._dropped += 1
                 yield beam.pvalue.TaggedOutput(TAG_DROPPED_TWEETS, (STAGE, DROP_AUTHOR_CAP, tweet))
             else:
                 kept.append(tweet)
-        if kept:
+        if batched and kept:
             yield kept
-
-    def _over_cap(self, tweet: Tweet, thresholds: dict) -> bool:
-        threshold = thresholds.get(tweet.author_id) if tweet.author_id is not None else None
-        if threshold is not None and cap_key(tweet.id) > threshold:
-            self._dropped += 1
-            return True
-        return False
+        elif not batched:
+            yield from kept
 
     def finish_bundle(self) -> Iterator:
         for out in self._drops.emit(Counter({DROP_AUTHOR_CAP: self._dropped})):
-            yield _windowed(out)
+            yield windowed(out)
 
 
 def _largest_capped(count: tuple[int, int]) -> tuple[int, int]:

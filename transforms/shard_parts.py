@@ -25,12 +25,11 @@ import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from tweetmill.schemas.records import Tweet
-from tweetmill.schemas.shard import splitmix64
 from tweetmill.transforms.dedup_batches import windowed
 from tweetmill.transforms.near_dedup_encoding import ids_array
 from tweetmill.transforms.progress import reporter
 from tweetmill.transforms.spill import parked, read_frames, write_frame
-from tweetmill.transforms.write import OutputSpec, WrittenFile, created, write_shard
+from tweetmill.transforms.write import OutputSpec, WrittenFile, created, shard_of, write_shard
 
 __all__ = ["WriteShards", "shard_indices"]
 
@@ -42,9 +41,8 @@ _by_id = operator.attrgetter("id")
 
 
 def shard_indices(batch: list[Tweet], num_shards: int) -> list[int]:
-    """``write.shard_of`` of each tweet's id, vectorised."""
-    mixed = splitmix64(ids_array(batch).astype(np.uint64))
-    return (mixed % np.uint64(num_shards)).tolist()
+    """The shard of each tweet of ``batch`` (``shard_of`` over all their ids at once)."""
+    return shard_of(ids_array(batch).astype(np.uint64), np.uint64(num_shards)).tolist()
 
 
 def _part_tweets(path: str) -> Iterator[Tweet]:
