@@ -4,6 +4,7 @@ of dropped tweets (sample by default, every one with --write-dropped)."""
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 import subprocess
@@ -17,6 +18,7 @@ from tweetmill.pipeline.errors import EXIT_USAGE
 from tweetmill.pipeline.options import config_from_args
 from tweetmill.schemas.manifest import MANIFEST_NAME, Manifest
 from tweetmill.schemas.records import Tweet
+from tweetmill.transforms.common import COLLECTOR_THRESHOLDS, relax_collector
 from tweetmill.transforms.stage import StageContractError, TweetFilter, run_stage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -229,3 +231,22 @@ def test_write_dropped_writes_every_dropped_tweet_and_verify_checks_them(tmp_pat
     first.write_text("\n".join(first.read_text().splitlines()[1:]) + "\n")  # one dropped tweet lost
     code, report, _ = run_cli(capsys, "verify", str(out))
     assert code != 0 and f"dropped-tweets files hold {sum(expected.values()) - 1:,} tweets" in report
+
+
+def test_a_run_relaxes_the_collector_in_its_worker_and_never_tightens_it(tmp_path, capsys):
+    """The per-tweet DoFns raise the gc thresholds in their setup (transforms/common.py), so the
+    worker that runs them (here: this process, the embedded runner's in-process worker) collects
+    rarely; thresholds already above them are left alone."""
+    source = tmp_path / "tweets.txt"
+    source.write_text("\n".join(CRYPTO) + "\n")
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)  # Python's defaults
+        code, _, err = run_cli(capsys, "run", str(source), "-o", str(tmp_path / "out"), "--no-near-dedup")
+        assert code == 0, err
+        assert gc.get_threshold() == COLLECTOR_THRESHOLDS
+        gc.set_threshold(50_000, 20, 20)
+        relax_collector()
+        assert gc.get_threshold() == (50_000, 20, 20)
+    finally:
+        gc.set_threshold(*before)

@@ -23,7 +23,7 @@ from tweetmill.transforms.dedup import (
     text_survivor_order,
 )
 from tweetmill.transforms.filters.empty import EmptyText
-from tweetmill.transforms.filters.length import Length, content_length
+from tweetmill.transforms.filters.length import Length, content_length, has_content
 from tweetmill.transforms.filters.retweets import Retweets
 from tweetmill.transforms.stage import drop_counts, run_stage
 from tweetmill.transforms.tokenize import TokenizerSpec, encode_batch, load_tokenizer, train_bpe_tokenizer
@@ -93,6 +93,15 @@ def test_filter_counts_every_drop_by_reason():
 def test_content_length_ignores_mentions_urls_placeholders():
     assert content_length("@a @b https://t.co/x <URL> #") == 0
     assert content_length("RT @x: hi there") == len("hithere")
+
+
+@pytest.mark.parametrize("text", [
+    "", "@a @b https://t.co/x <URL> #", "RT @x: hi there", "a_b_c_d_e_f_g", "_ _ _ __ 1 2 3 4 5 6 7",
+    "ça été ß 日本語のテキスト", "١٢٣٤٥٦٧ digits", "e\u0301" * 5, "🙂" * 40 + "abc", "@user " * 30 + "word",
+])
+def test_has_content_agrees_with_content_length_at_every_threshold(text):
+    for n in range(1, 12):
+        assert has_content(text, n) == (content_length(text) >= n), (text, n)
 
 
 def test_exact_dedup_keeps_smallest_id_whatever_the_order():

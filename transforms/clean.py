@@ -35,7 +35,7 @@ import ftfy
 from apache_beam.metrics import Metrics
 from ftfy import badness, chardata, fixes
 from tweetmill.schemas.records import Tweet
-from tweetmill.transforms.common import METRICS_NAMESPACE, TAG_STATS
+from tweetmill.transforms.common import METRICS_NAMESPACE, TAG_STATS, relax_collector
 from tweetmill.transforms.twitter_text import REPLY_PREFIX, find_emails, find_mentions, find_phones, find_urls
 
 try:  # Python >= 3.11
@@ -554,6 +554,7 @@ class _CleanBatchFn(beam.DoFn):
         self._emit_stats = emit_stats
 
     def setup(self) -> None:
+        relax_collector()
         self._counters = {name: Metrics.counter(METRICS_NAMESPACE, f"clean_{name}") for name in STAT_NAMES}
 
     def process(self, batch: list[Tweet]) -> Iterable[list[Tweet]]:

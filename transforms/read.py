@@ -42,6 +42,7 @@ from tweetmill.transforms.common import (
     TAG_DROPPED,
     DropCounter,
     TweetCoder,
+    relax_collector,
 )
 from tweetmill.transforms.containers import (
     ARCHIVE_SIBLING,
@@ -228,6 +229,7 @@ class _ParseUnitsFn(beam.DoFn):
             self._pack = functools.partial(write_spill_file, spill_dir)
 
     def setup(self) -> None:
+        relax_collector()
         if self._spill_dir is not None:
             os.makedirs(self._spill_dir, exist_ok=True)
         self._read = {f: Metrics.counter(METRICS_NAMESPACE, f"parse_records_read_{f}")

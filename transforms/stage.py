@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import apache_beam as beam
 from tweetmill.schemas.records import Tweet
-from tweetmill.transforms.common import TAG_DROPPED, DropCounter
+from tweetmill.transforms.common import TAG_DROPPED, DropCounter, relax_collector
 from tweetmill.transforms.progress import reporter
 
 # Tagged output of dropped tweets, ``(stage, reason, Tweet)``: batch stages always emit them (the
@@ -150,6 +150,7 @@ class _StageFn(beam.DoFn):
         self._stage = stage
 
     def setup(self) -> None:
+        relax_collector()
         self._stage.setup()
         self._drops = DropCounter(self._stage.name)
         self._progress = reporter()  # None unless a local run is watched (transforms/progress.py)

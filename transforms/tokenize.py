@@ -21,7 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from tokenizers import Tokenizer
 from tweetmill.schemas.records import Tweet
-from tweetmill.transforms.common import METRICS_NAMESPACE
+from tweetmill.transforms.common import METRICS_NAMESPACE, relax_collector
 from tweetmill.transforms.dedup_batches import TweetBatch
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,7 @@ class _TokenizeFn(beam.DoFn):
         self._tokens = Metrics.counter(METRICS_NAMESPACE, "tokens")
 
     def setup(self) -> None:
+        relax_collector()
         self._tokenizer = load_tokenizer(self._spec)
 
     def process(self, batch: list[Tweet]) -> Iterator[list[Tweet]]:
