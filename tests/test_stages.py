@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -173,3 +174,13 @@ def test_unbalanced_counts_fail_loudly():
     check_balance(Counts(read=10, kept=5, dropped={"retweet": 3}, errors=2))
     with pytest.raises(AccountingError, match="does not balance"):
         check_balance(Counts(read=10, kept=5, dropped={"retweet": 3}, errors=1))
+
+
+def test_tweet_replace_copies_and_refuses_unknown_fields():
+    original = tweet(7, "some text here")
+    changed = original.replace(text="other", lang="en")
+    assert (changed.text, changed.lang, changed.id) == ("other", "en", 7)
+    assert (original.text, original.lang) == ("some text here", "und")  # the original is untouched
+    assert changed == dataclasses.replace(original, text="other", lang="en")
+    with pytest.raises(TypeError, match="langauge"):
+        original.replace(langauge="en")

@@ -37,7 +37,7 @@ def _at_least(n: int) -> re.Pattern:
     """Matches text with ``n`` letters or digits or more, and stops at the n-th: listing every one
     (``content_length``) cost more than the rest of the filter. Possessive, so a miss never
     backtracks."""
-    return re.compile(r"(?:[\W_]*+[^\W_]){%d}" % n)
+    return re.compile(rf"(?:[\W_]*+[^\W_]){{{n}}}")
 
 
 def has_content(text: str, n: int) -> bool:
