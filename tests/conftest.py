@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,17 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared data not available: {path}")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def table_cache(tmp_path_factory) -> Path:
+    """The language tables' cache (transforms/table_cache.py) of this session, for every process it
+    starts too: the tests neither read nor fill the user's ``~/.cache``."""
+    from tweetmill.transforms.table_cache import CACHE_ENV
+
+    folder = tmp_path_factory.mktemp("tables")
+    os.environ[CACHE_ENV] = str(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")

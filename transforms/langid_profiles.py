@@ -15,6 +15,8 @@ The default ``tweet`` engine (``langid_tweet.py``) scores with the same model an
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.metadata
 import itertools
 import json
 import logging
@@ -32,6 +34,7 @@ from tweetmill.transforms.langid_clean import (
     _prepare_codes,
     _segments,
 )
+from tweetmill.transforms.table_cache import cached_arrays, fingerprint, source_of
 
 log = logging.getLogger(__name__)
 
@@ -246,13 +249,37 @@ def _build_model() -> _ProfileModel:
     )
 
 
+def _to_arrays(model: _ProfileModel) -> dict[str, np.ndarray]:
+    arrays = {f.name: getattr(model, f.name) for f in dataclasses.fields(model) if f.name != "_tables"}
+    return arrays | {"langs": np.array(model.langs, dtype=str)}
+
+
+def _from_arrays(arrays: dict[str, np.ndarray]) -> _ProfileModel:
+    return _ProfileModel(
+        **{name: a for name, a in arrays.items() if name not in ("langs", "radix", "hash_bits")},
+        langs=tuple(str(x) for x in arrays["langs"]),
+        radix=int(arrays["radix"]),
+        hash_bits=int(arrays["hash_bits"]),
+        _tables={},
+    )
+
+
+def _model_key() -> str:
+    """What the model is built from: this module, langdetect's profiles and normalisation (its
+    version) and Python's Unicode tables."""
+    langdetect = importlib.metadata.version("langdetect")
+    return fingerprint(source_of(__file__), langdetect, unicodedata.unidata_version)
+
+
 def load_profile_model() -> _ProfileModel:
-    """The process-wide model: built on first use (about 1-2 s), then shared by all detectors."""
+    """The process-wide model: built on first use (about 1-2 s; ``table_cache.py`` keeps it for
+    the next process), then shared by all detectors."""
     global _MODEL
     if _MODEL is None:
         with _MODEL_LOCK:
             if _MODEL is None:
-                _MODEL = _build_model()
+                arrays = cached_arrays("langid-profiles", _model_key(), lambda: _to_arrays(_build_model()))
+                _MODEL = _from_arrays(arrays)
     return _MODEL
 
 
