@@ -195,7 +195,9 @@ def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec, spill_dir: str 
         stage_stats.append(built[TAG_STATS])
         rebatch = beam.BatchElements(min_batch_size=16, max_batch_size=256)
         batches = built["tweets"] | "BatchDocuments" >> rebatch
-    tokenized = batches | "Tokenize" >> TokenizeTweets(config.tokenizer)
+    # One local worker may use a thread pool to tokenize; anywhere else a core has a worker each.
+    threads = is_one_local_worker(p.options)
+    tokenized = batches | "Tokenize" >> TokenizeTweets(config.tokenizer, threads=threads)
 
     shards = tokenized | "WriteShards" >> WriteShards(spec, spill_dir)
     error_files = parsed[TAG_DEAD_LETTERS] | "WriteDeadLetters" >> WriteDeadLetters(spec)

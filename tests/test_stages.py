@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 
 import numpy as np
@@ -184,3 +185,16 @@ def test_tweet_replace_copies_and_refuses_unknown_fields():
     assert changed == dataclasses.replace(original, text="other", lang="en")
     with pytest.raises(TypeError, match="langauge"):
         original.replace(langauge="en")
+
+
+def test_tokenize_workers_sharing_the_cores_turn_the_thread_pool_off_unless_told(monkeypatch):
+    from tweetmill.transforms.tokenize import PARALLELISM_ENV, _TokenizeFn
+
+    monkeypatch.delenv(PARALLELISM_ENV, raising=False)
+    _TokenizeFn(TokenizerSpec(), threads=True).setup()
+    assert PARALLELISM_ENV not in os.environ
+    _TokenizeFn(TokenizerSpec(), threads=False).setup()
+    assert os.environ[PARALLELISM_ENV] == "false"
+    monkeypatch.setenv(PARALLELISM_ENV, "true")  # the user's choice stands
+    _TokenizeFn(TokenizerSpec(), threads=False).setup()
+    assert os.environ[PARALLELISM_ENV] == "true"

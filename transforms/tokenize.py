@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -108,13 +109,20 @@ def tokenize_batch(tokenizer: LoadedTokenizer, tweets: list[Tweet]) -> list[Twee
     return [t.replace(token_bytes=b) for t, b in zip(tweets, token_bytes, strict=True)]
 
 
+# The tokenizers library's switch for its thread pool, read at every ``encode_batch``.
+PARALLELISM_ENV = "TOKENIZERS_PARALLELISM"
+
+
 class _TokenizeFn(beam.DoFn):
-    def __init__(self, spec: TokenizerSpec):
+    def __init__(self, spec: TokenizerSpec, threads: bool = True):
         self._spec = spec
+        self._threads = threads
         self._tokens = Metrics.counter(METRICS_NAMESPACE, "tokens")
 
     def setup(self) -> None:
         relax_collector()
+        if not self._threads:  # unless the user asked for them (the variable set either way)
+            os.environ.setdefault(PARALLELISM_ENV, "false")
         self._tokenizer = load_tokenizer(self._spec)
 
     def process(self, batch: list[Tweet]) -> Iterator[list[Tweet]]:
@@ -131,12 +139,17 @@ class TokenizeTweets(beam.PTransform):
     reasons = ()
     description = "token ids of every kept tweet, end-of-document token appended"
 
-    def __init__(self, spec: TokenizerSpec):
+    def __init__(self, spec: TokenizerSpec, threads: bool = True):
+        """``threads=False`` where every core already runs a worker process (several local workers,
+        Dataflow's process per vCPU): a thread pool in each then only adds the cost of handing
+        batches between threads (~35 % more CPU per token than one thread, measured on tweets)."""
         super().__init__()
         self._spec = spec
+        self._threads = threads
 
     def expand(self, batches):
-        return batches | "Encode" >> beam.ParDo(_TokenizeFn(self._spec)).with_output_types(TweetBatch)
+        encode = _TokenizeFn(self._spec, self._threads)
+        return batches | "Encode" >> beam.ParDo(encode).with_output_types(TweetBatch)
 
 
 # --- training the bundled tokenizer -------------------------------------------------------------
