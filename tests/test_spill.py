@@ -15,11 +15,10 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 from tweetmill.schemas.manifest import TokenizerInfo
 from tweetmill.schemas.records import Tweet
-from tweetmill.schemas.shard import shard_schema
 from tweetmill.transforms import shard_parts
-from tweetmill.transforms.shard_parts import WriteShards, shard_indices
+from tweetmill.transforms.shard_parts import WriteShards, merge_parts, shard_indices
 from tweetmill.transforms.spill import co_group_by_key, group_by_key, parked, read_frames, write_frame
-from tweetmill.transforms.write import OutputSpec, shard_of, tweets_to_table, write_shard
+from tweetmill.transforms.write import OutputSpec, shard_of, shard_schema_for, tweets_to_table, write_shard
 
 
 def tweet(i: int, tokens: int = 3) -> Tweet:
@@ -75,26 +74,32 @@ def test_shard_indices_are_shard_of():
     assert shard_indices(batch, 7) == [shard_of(t.id, 7) for t in batch]
 
 
-def test_a_shard_streamed_in_record_batches_holds_the_sorted_tweets(tmp_path, monkeypatch):
-    monkeypatch.setattr("tweetmill.transforms.write.RECORD_BATCH_ROWS", 64)
+def one_part(tweets: list[Tweet], spec: OutputSpec, index: int, num_shards: int, rows: int = 50):
+    """``tweets`` as a part: sorted by id, in record batches of ``rows``."""
+    table = tweets_to_table(sorted(tweets, key=lambda t: t.id), shard_schema_for(spec, index, num_shards))
+    return table.to_batches(max_chunksize=rows)
+
+
+def test_a_shard_merged_from_parts_holds_the_sorted_tweets_in_full_record_batches(tmp_path, monkeypatch):
+    monkeypatch.setattr("tweetmill.transforms.shard_parts.RECORD_BATCH_ROWS", 64)
     spec = spec_for(str(tmp_path))
     tweets = [tweet(i) for i in range(0, 3000, 3)]
-    written = write_shard(spec, 0, 1, iter(tweets))
+    rng = random.Random(5)
+    owners = [rng.randrange(4) for _ in tweets]  # four parts of uneven size, ids interleaved
+    parts = [one_part([t for t, o in zip(tweets, owners, strict=True) if o == k], spec, 0, 1,
+                      rows=rng.choice([1, 7, 50])) for k in range(4)]  # fmt: skip
+    written = write_shard(spec, 0, 1, merge_parts(parts))
     reader = pa.ipc.open_file(written.temp_path)
-    assert reader.num_record_batches == -(-len(tweets) // 64)
-    schema = shard_schema(
-        tokenizer_sha256="a" * 64,
-        vocab_size=100,
-        eos_id=0,
-        run_fingerprint="f" * 64,
-        shard_index=0,
-        num_shards=1,
-    )
-    assert reader.read_all().equals(tweets_to_table(tweets, schema), check_metadata=True)
+    assert [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)] == [64] * 15 + [40]
+    expected = tweets_to_table(tweets, shard_schema_for(spec, 0, 1))
+    assert reader.read_all().equals(expected, check_metadata=True)
     assert written.entry.rows == len(tweets) and written.entry.bytes == os.path.getsize(written.temp_path)
-    with pytest.raises(ValueError, match="out of id order"):
-        write_shard(spec, 0, 1, iter([tweet(5), tweet(4)]))
-    empty = write_shard(spec, 1, 2, iter([]))
+    alone = write_shard(spec_for(str(tmp_path / "alone")), 0, 1, merge_parts([one_part(tweets, spec, 0, 1)]))
+    assert alone.entry.sha256 == written.entry.sha256  # the same bytes however the rows were parted
+    with pytest.raises(ValueError, match="id twice"):
+        twice = [one_part([tweet(5)], spec, 0, 1), one_part([tweet(5)], spec, 0, 1)]
+        write_shard(spec, 0, 1, merge_parts(twice))
+    empty = write_shard(spec, 1, 2, merge_parts([]))
     assert pa.ipc.open_file(empty.temp_path).read_all().num_rows == 0
 
 
@@ -102,7 +107,7 @@ def test_a_shard_streamed_in_record_batches_holds_the_sorted_tweets(tmp_path, mo
 def test_shards_from_many_parts_equal_shards_from_one(tmp_path, monkeypatch, spilled):
     """Small parts (many per shard, from many flushes) and one sorted pass give the same files."""
     monkeypatch.setattr(shard_parts, "PART_FLUSH_TWEETS", 100)
-    monkeypatch.setattr(shard_parts, "PART_FRAME_TWEETS", 7)
+    monkeypatch.setattr(shard_parts, "PART_BATCH_ROWS", 7)
     tweets = [tweet(i) for i in random.Random(3).sample(range(10**6), 2000)]
     batches = [tweets[i : i + 64] for i in range(0, len(tweets), 64)]
     spec = spec_for(str(tmp_path / "out"))
@@ -114,8 +119,9 @@ def test_shards_from_many_parts_equal_shards_from_one(tmp_path, monkeypatch, spi
         expected_spec = spec_for(str(tmp_path / "expected"))
         expected = []
         for index in range(3):
-            mine = sorted((t for t in tweets if shard_of(t.id, 3) == index), key=lambda t: t.id)
-            w = write_shard(expected_spec, index, 3, iter(mine))
+            mine = [t for t in tweets if shard_of(t.id, 3) == index]
+            part = one_part(mine, expected_spec, index, 3, rows=4096)
+            w = write_shard(expected_spec, index, 3, merge_parts([part]))
             expected.append((w.entry.file, w.entry.sha256, w.entry.rows))
         assert_that(files, equal_to(expected), label="Files")
     if spilled:  # parts live beside the spill files on a local run, and go once their shard is written

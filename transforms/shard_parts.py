@@ -3,38 +3,49 @@
 A shard's rows are sorted by id (``write.py``), so a shard needs all of its tweets before its first
 row is written. Grouping them with a ``GroupByKey`` makes the local runner hold every kept tweet in
 memory, and the writer a whole shard. So on a local run each bundle sorts what it holds of each
-shard and writes that as a *part* (frames of ``PART_FRAME_TWEETS`` tweets, ``spill.py``'s format); only
-``(shard, part path)`` pairs are grouped; and the writer merges a shard's parts in id order
-(``heapq.merge``, one frame of each part in memory) into ``write_shard``, which writes one record
-batch at a time. Memory: a bundle's ``PART_FLUSH_TWEETS`` tweets while parts are written, one frame
-per part and one record batch while a shard is. The shard files are the same whatever the parts.
+shard and writes that as a *part*: an Arrow IPC file of the shard's schema, in record batches of
+``PART_BATCH_ROWS``. Only ``(shard, part path)`` pairs are grouped, and the writer merges a shard's
+parts in id order (``merge_parts``) into ``write_shard``, one record batch at a time. The rows
+become Arrow columns in the parts, which the workers write side by side; the merge is numpy and
+Arrow work, so a shard's own write, which one worker does alone, is short. Memory: a bundle's
+``PART_FLUSH_TWEETS`` tweets while parts are written; one part batch of each part and one record
+batch while a shard is. The shard files are the same whatever the parts (tested).
 On a remote runner, whose many small bundles would make many small parts, the runner's shuffle
-groups each shard's tweets instead.
+groups each shard's tweets instead, and they are one part.
 """
 
 from __future__ import annotations
 
-import heapq
 import operator
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.io.filesystem import CompressionTypes
+import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 from tweetmill.schemas.records import Tweet
 from tweetmill.transforms.dedup_batches import windowed
 from tweetmill.transforms.near_dedup_encoding import ids_array
 from tweetmill.transforms.progress import reporter
-from tweetmill.transforms.spill import parked, read_frames, write_frame
-from tweetmill.transforms.write import OutputSpec, WrittenFile, created, shard_of, write_shard
+from tweetmill.transforms.spill import parked
+from tweetmill.transforms.write import (
+    RECORD_BATCH_ROWS,
+    OutputSpec,
+    WrittenFile,
+    created,
+    errors_named,
+    shard_of,
+    shard_schema_for,
+    tweets_to_table,
+    write_shard,
+)
 
-__all__ = ["WriteShards", "shard_indices"]
+__all__ = ["WriteShards", "merge_parts", "shard_indices"]
 
 PART_FLUSH_TWEETS = 131_072  # tweets a bundle holds before it writes them out as parts
-PART_FRAME_TWEETS = 512  # tweets per frame of a part: what the merge holds of each part
+PART_BATCH_ROWS = 2_048  # rows per record batch of a part: what the merge holds of each part
 PARTS_DIR = "parts"
 
 _by_id = operator.attrgetter("id")
@@ -45,24 +56,87 @@ def shard_indices(batch: list[Tweet], num_shards: int) -> list[int]:
     return shard_of(ids_array(batch).astype(np.uint64), np.uint64(num_shards)).tolist()
 
 
-def _part_tweets(path: str) -> Iterator[Tweet]:
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        for frame in read_frames(f, path):
-            yield from frame
+def _part_batches(path: str) -> Iterator[pa.RecordBatch]:
+    """A part's record batches, read one at a time (parts live in a local run's spill folder)."""
+    with errors_named(path), pa.OSFile(path) as f:
+        reader = pa.ipc.open_file(f)
+        for i in range(reader.num_record_batches):
+            yield reader.get_batch(i)
+
+
+class _Cursor:
+    """The unmerged rows of one part: the rest of its current record batch, and what follows."""
+
+    def __init__(self, batches: Iterable[pa.RecordBatch]):
+        self._batches = iter(batches)
+        self.rows: pa.Table | None = None
+        self.ids = np.zeros(0, dtype=np.int64)
+        self.more = True  # batches left after ``rows``
+        self.advance()
+
+    def advance(self) -> None:
+        """Load batches until some rows are held or the part is done."""
+        while not len(self.ids) and self.more:
+            batch = next(self._batches, None)
+            if batch is None:
+                self.more = False
+                return
+            self.rows, self.ids = pa.Table.from_batches([batch]), batch.column("id").to_numpy()
+
+    def take_through(self, bound: float) -> tuple[pa.Table, np.ndarray] | None:
+        """The held rows with ids up to ``bound`` (they are sorted), removed from the cursor."""
+        n = int(np.searchsorted(self.ids, bound, side="right")) if bound != np.inf else len(self.ids)
+        if not n:
+            return None
+        taken, ids = self.rows.slice(0, n), self.ids[:n]
+        self.rows, self.ids = self.rows.slice(n), self.ids[n:]
+        self.advance()
+        return taken, ids
+
+
+def _one_chunk(table: pa.Table, order: np.ndarray | None = None) -> pa.Table:
+    """``table``'s rows (in ``order``) as fresh single-chunk columns: a record batch's buffers then
+    depend on its rows only, not on the parts they came from."""
+    table = table.combine_chunks()
+    return table.take(order if order is not None else np.arange(table.num_rows))
+
+
+def merge_parts(parts: Iterable[Iterable[pa.RecordBatch]]) -> Iterator[pa.Table]:
+    """The rows of ``parts`` (each sorted by id) in id order, as tables of ``RECORD_BATCH_ROWS``
+    rows (the last may be shorter). Each step takes from every part the rows up to the smallest
+    id any part may still be followed by, sorts them (numpy) and gathers them (Arrow): no Python
+    call per row, and one record batch of each part in memory."""
+    cursors = [c for c in map(_Cursor, parts) if len(c.ids)]
+    ready: list[pa.Table] = []
+    held = 0
+    while cursors:
+        unsure = [c.ids[-1] for c in cursors if c.more]  # beyond these, a part may hold smaller ids
+        bound = min(unsure) if unsure else np.inf
+        pieces = [p for p in (c.take_through(bound) for c in cursors) if p is not None]
+        cursors = [c for c in cursors if len(c.ids)]
+        order = np.argsort(np.concatenate([ids for _, ids in pieces]), kind="stable")
+        ready.append(_one_chunk(pa.concat_tables([t for t, _ in pieces]), order))
+        held += len(order)
+        while held >= RECORD_BATCH_ROWS or (held and not cursors):
+            rows = pa.concat_tables(ready)
+            n = min(held, RECORD_BATCH_ROWS)
+            yield _one_chunk(rows.slice(0, n))
+            ready, held = [rows.slice(n)], held - n
 
 
 class _WritePartsFn(beam.DoFn):
     """Batches → ``(shard, part path)``: each shard's tweets of the bundle, sorted by id, in a part
     file under ``parts_dir``, every ``PART_FLUSH_TWEETS`` tweets and at the end of the bundle."""
 
-    def __init__(self, parts_dir: str):
-        self._parts_dir = parts_dir
+    def __init__(self, spec: OutputSpec, parts_dir: str):
+        self._spec, self._parts_dir = spec, parts_dir
 
     def start_bundle(self) -> None:
         self._shards: dict[int, list[Tweet]] = defaultdict(list)
         self._buffered = 0
 
     def process(self, batch: list[Tweet], num_shards: int) -> Iterator[tuple[int, str]]:
+        self._num_shards = num_shards
         for tweet, index in zip(batch, shard_indices(batch, num_shards), strict=True):
             self._shards[index].append(tweet)
         self._buffered += len(batch)
@@ -76,11 +150,11 @@ class _WritePartsFn(beam.DoFn):
     def _flush(self) -> Iterator[tuple[int, str]]:
         shards, self._shards, self._buffered = self._shards, defaultdict(list), 0
         for index in sorted(shards):
-            tweets = sorted(shards[index], key=_by_id)
+            schema = shard_schema_for(self._spec, index, self._num_shards)
+            table = tweets_to_table(sorted(shards[index], key=_by_id), schema)
             path = FileSystems.join(self._parts_dir, f"{index:05d}-{uuid.uuid4().hex}.part")
-            with created(path) as f:
-                for start in range(0, len(tweets), PART_FRAME_TWEETS):
-                    write_frame(f, tweets[start : start + PART_FRAME_TWEETS])
+            with created(path) as f, pa.ipc.new_file(pa.PythonFile(f, mode="w"), schema) as writer:
+                writer.write_table(table, max_chunksize=PART_BATCH_ROWS)
             yield index, path
 
 
@@ -99,12 +173,13 @@ class _WriteShardFn(beam.DoFn):
         index, values = keyed
         if self._from_parts:
             paths = sorted(values)
-            written = write_shard(
-                self._spec, index, num_shards, heapq.merge(*map(_part_tweets, paths), key=_by_id)
-            )
+            written = write_shard(self._spec, index, num_shards, merge_parts(map(_part_batches, paths)))
             FileSystems.delete(paths)
         else:
-            written = write_shard(self._spec, index, num_shards, sorted(values, key=_by_id))
+            schema = shard_schema_for(self._spec, index, num_shards)
+            table = tweets_to_table(sorted(values, key=_by_id), schema)
+            merged = merge_parts([table.to_batches(max_chunksize=PART_BATCH_ROWS)])
+            written = write_shard(self._spec, index, num_shards, merged)
         if self._progress is not None:
             self._progress.report("write", k=written.entry.rows)
         yield written
@@ -142,7 +217,7 @@ class WriteShards(beam.PTransform):
         else:
             parts_dir = FileSystems.join(spill_dir, PARTS_DIR)
             keyed = parked(batches, "Park", spill_dir, after=num_shards) | "WriteParts" >> beam.ParDo(
-                _WritePartsFn(parts_dir), shards
+                _WritePartsFn(spec, parts_dir), shards
             ).with_output_types(tuple[int, str])
         written = (
             keyed

@@ -177,26 +177,9 @@ class WrittenFile:
     temp_path: str
 
 
-def _record_batches(ordered: Iterable[Tweet]) -> Iterator[list[Tweet]]:
-    """``ordered`` in lists of ``RECORD_BATCH_ROWS``, checked to be in strictly increasing id order."""
-    chunk: list[Tweet] = []
-    last = None
-    for tweet in ordered:
-        if last is not None and tweet.id <= last:
-            raise ValueError(f"shard rows out of id order: {tweet.id} after {last}")
-        last = tweet.id
-        chunk.append(tweet)
-        if len(chunk) == RECORD_BATCH_ROWS:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def write_shard(spec: OutputSpec, index: int, num_shards: int, ordered: Iterable[Tweet]) -> WrittenFile:
-    """Shard ``index`` of ``num_shards`` from its tweets in id order, one record batch of
-    ``RECORD_BATCH_ROWS`` at a time: memory holds one record batch, not the shard."""
-    schema = shard_schema(
+def shard_schema_for(spec: OutputSpec, index: int, num_shards: int) -> pa.Schema:
+    """Shard ``index`` of ``num_shards``'s schema, with the run's metadata."""
+    return shard_schema(
         tokenizer_sha256=spec.tokenizer.sha256,
         vocab_size=spec.tokenizer.vocab_size,
         eos_id=spec.tokenizer.eos_id,
@@ -204,18 +187,30 @@ def write_shard(spec: OutputSpec, index: int, num_shards: int, ordered: Iterable
         shard_index=index,
         num_shards=num_shards,
     )
+
+
+def write_shard(spec: OutputSpec, index: int, num_shards: int, batches: Iterable[pa.Table]) -> WrittenFile:
+    """Shard ``index`` of ``num_shards`` from its rows in id order, as tables of
+    ``RECORD_BATCH_ROWS`` rows (the last may be shorter; ``shard_parts.merge_parts`` makes them),
+    each written as one record batch: memory holds one, not the shard. Ids must strictly increase."""
+    schema = shard_schema_for(spec, index, num_shards)
     name = shard_path(index, num_shards)
     temp_path = FileSystems.join(spec.temp_dir, name)
     rows = tokens = members = 0
+    last = None
     with created(temp_path) as f:
         sink = _HashingSink(f)
         with pa.ipc.new_file(pa.PythonFile(sink, mode="w"), schema) as writer:
-            for chunk in _record_batches(ordered):
-                table = tweets_to_table(chunk, schema)
+            for table in batches:
+                ids = table.column("id").to_numpy()
+                if len(ids) and ((last is not None and ids[0] <= last) or np.any(ids[1:] <= ids[:-1])):
+                    raise ValueError(f"shard {index}: rows out of id order or an id twice")
+                if len(ids):
+                    last = ids[-1]
                 writer.write_table(table)
                 rows += table.num_rows
                 tokens += int(pc.sum(table.column("num_tokens")).as_py() or 0)
-                members += sum(len(t.tweet_ids) or 1 for t in chunk)
+                members += int(pc.sum(pc.list_value_length(table.column("tweet_ids"))).as_py() or 0)
             if rows == 0:
                 writer.write_table(tweets_to_table([], schema))
     # Rows that are documents of several tweets (--documents threads|conversations): the shard's
