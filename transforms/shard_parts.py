@@ -71,21 +71,20 @@ class _Cursor:
         self._batches = iter(batches)
         self.rows: pa.Table | None = None
         self.ids = np.zeros(0, dtype=np.int64)
-        self.more = True  # batches left after ``rows``
         self.advance()
 
     def advance(self) -> None:
-        """Load batches until some rows are held or the part is done."""
-        while not len(self.ids) and self.more:
-            batch = next(self._batches, None)
-            if batch is None:
-                self.more = False
+        """Load batches until some rows are held or the part is done (``ids`` empty)."""
+        if len(self.ids):
+            return
+        for batch in self._batches:
+            if batch.num_rows:
+                self.rows, self.ids = pa.Table.from_batches([batch]), batch.column("id").to_numpy()
                 return
-            self.rows, self.ids = pa.Table.from_batches([batch]), batch.column("id").to_numpy()
 
-    def take_through(self, bound: float) -> tuple[pa.Table, np.ndarray] | None:
+    def take_through(self, bound: int) -> tuple[pa.Table, np.ndarray] | None:
         """The held rows with ids up to ``bound`` (they are sorted), removed from the cursor."""
-        n = int(np.searchsorted(self.ids, bound, side="right")) if bound != np.inf else len(self.ids)
+        n = int(np.searchsorted(self.ids, bound, side="right"))
         if not n:
             return None
         taken, ids = self.rows.slice(0, n), self.ids[:n]
@@ -104,14 +103,13 @@ def _one_chunk(table: pa.Table, order: np.ndarray | None = None) -> pa.Table:
 def merge_parts(parts: Iterable[Iterable[pa.RecordBatch]]) -> Iterator[pa.Table]:
     """The rows of ``parts`` (each sorted by id) in id order, as tables of ``RECORD_BATCH_ROWS``
     rows (the last may be shorter). Each step takes from every part the rows up to the smallest
-    id any part may still be followed by, sorts them (numpy) and gathers them (Arrow): no Python
-    call per row, and one record batch of each part in memory."""
+    last id any part holds (all that follows in the parts is larger), sorts them (numpy) and
+    gathers them (Arrow): no Python call per row, and one record batch of each part in memory."""
     cursors = [c for c in map(_Cursor, parts) if len(c.ids)]
     ready: list[pa.Table] = []
     held = 0
     while cursors:
-        unsure = [c.ids[-1] for c in cursors if c.more]  # beyond these, a part may hold smaller ids
-        bound = min(unsure) if unsure else np.inf
+        bound = min(c.ids[-1] for c in cursors)
         pieces = [p for p in (c.take_through(bound) for c in cursors) if p is not None]
         cursors = [c for c in cursors if len(c.ids)]
         order = np.argsort(np.concatenate([ids for _, ids in pieces]), kind="stable")

@@ -14,8 +14,7 @@ keys, and every shuffle of near dedup: band keys, texts, candidates): ``GroupByK
 ``CoGroupByKeyInFiles`` write each bundle's values to a file per key and group only the paths.
 
 A spill file is a sequence of frames: an 8-byte little-endian length, then one pickle (of a batch's
-``pack_tweets`` field tuples, or of a grouped value). The same frames hold the sorted parts of a
-shard (``shard_parts.py``).
+``pack_tweets`` field tuples, or of a grouped value).
 """
 
 from __future__ import annotations
