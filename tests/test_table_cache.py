@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from tweetmill.transforms import langid_profiles, langid_words
+from tweetmill.transforms import langid_profiles, langid_words, table_cache
 from tweetmill.transforms.table_cache import CACHE_ENV, cached_arrays, fingerprint
 
 
@@ -101,3 +101,15 @@ def test_a_process_saves_the_language_tables_and_the_next_maps_them(tmp_path):
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
     assert run() == "memmap"  # mapped from the files the first process saved, which stay as they were
     assert {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == stamps
+
+
+def test_a_copy_already_in_place_stays(tmp_path, monkeypatch):
+    """Two processes that build the same tables at once: the second one's rename fails quietly and
+    the first one's files, which a third may already have mapped, are left alone."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    cached_arrays("t", "k", Builder())
+    (folder,) = tmp_path.glob("t-*")
+    marker = (folder / "complete").stat().st_ino
+    table_cache._save(folder, Builder()(), replace=False)
+    assert (folder / "complete").stat().st_ino == marker
+    assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no staging folder left behind

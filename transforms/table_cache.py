@@ -62,19 +62,22 @@ def cached_arrays(name: str, key: str, build: Callable[[], dict[str, np.ndarray]
     if root is None:
         return build()
     folder = root / f"{name}-{key[:24]}"
+    damaged = False
     if (folder / _COMPLETE).exists():
         try:
             return {p.stem: np.load(p, mmap_mode="r") for p in folder.glob("*.npy")}
-        except (OSError, ValueError) as exc:  # damaged: build again below, replacing it
+        except (OSError, ValueError) as exc:
             log.debug("table cache %s unreadable (%s); building", folder, exc)
+            damaged = True
     arrays = build()
-    _save(folder, arrays)
+    _save(folder, arrays, replace=damaged)
     return arrays
 
 
-def _save(folder: Path, arrays: dict[str, np.ndarray]) -> None:
+def _save(folder: Path, arrays: dict[str, np.ndarray], replace: bool) -> None:
     """Writes into a new folder beside ``folder`` and renames it into place, so a reader sees the
-    whole set or nothing; when another process got there first, its copy stays."""
+    whole set or nothing. A folder already there is replaced only if ``replace`` (it was damaged):
+    when processes build the same tables at once, the first to finish keeps its copy."""
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
@@ -85,10 +88,10 @@ def _save(folder: Path, arrays: dict[str, np.ndarray]) -> None:
         for stem, array in arrays.items():
             np.save(staging / f"{stem}.npy", np.asarray(array), allow_pickle=False)
         (staging / _COMPLETE).touch()
-        if folder.exists():  # damaged or unfinished (no marker): replaced
+        if replace:
             shutil.rmtree(folder, ignore_errors=True)
         os.rename(staging, folder)
-    except OSError as exc:  # full disk, or a concurrent writer renamed its copy first
+    except OSError as exc:  # full disk, or another process renamed its copy first
         log.debug("table cache %s not saved (%s)", folder, exc)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
