@@ -15,7 +15,6 @@ The default ``tweet`` engine (``langid_tweet.py``) scores with the same model an
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.metadata
 import itertools
 import json
@@ -34,7 +33,7 @@ from tweetmill.transforms.langid_clean import (
     _prepare_codes,
     _segments,
 )
-from tweetmill.transforms.table_cache import cached_arrays, fingerprint, source_of
+from tweetmill.transforms.table_cache import cached_tables, fingerprint, source_of
 
 log = logging.getLogger(__name__)
 
@@ -249,21 +248,6 @@ def _build_model() -> _ProfileModel:
     )
 
 
-def _to_arrays(model: _ProfileModel) -> dict[str, np.ndarray]:
-    arrays = {f.name: getattr(model, f.name) for f in dataclasses.fields(model) if f.name != "_tables"}
-    return arrays | {"langs": np.array(model.langs, dtype=str)}
-
-
-def _from_arrays(arrays: dict[str, np.ndarray]) -> _ProfileModel:
-    return _ProfileModel(
-        **{name: a for name, a in arrays.items() if name not in ("langs", "radix", "hash_bits")},
-        langs=tuple(str(x) for x in arrays["langs"]),
-        radix=int(arrays["radix"]),
-        hash_bits=int(arrays["hash_bits"]),
-        _tables={},
-    )
-
-
 def _model_key() -> str:
     """What the model is built from: this module, langdetect's profiles and normalisation (its
     version) and Python's Unicode tables."""
@@ -278,8 +262,8 @@ def load_profile_model() -> _ProfileModel:
     if _MODEL is None:
         with _MODEL_LOCK:
             if _MODEL is None:
-                arrays = cached_arrays("langid-profiles", _model_key(), lambda: _to_arrays(_build_model()))
-                _MODEL = _from_arrays(arrays)
+                key = _model_key()
+                _MODEL = cached_tables(_ProfileModel, "langid-profiles", key, _build_model, _tables={})
     return _MODEL
 
 

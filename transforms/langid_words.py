@@ -17,13 +17,12 @@ runs per word.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tweetmill.transforms.table_cache import cached_arrays, fingerprint, source_of
+from tweetmill.transforms.table_cache import cached_tables, fingerprint, source_of
 
 ASSET = Path(__file__).resolve().parent / "assets" / "langid-words.npz"
 _MULT = np.uint64(0x100000001B3)  # FNV prime: a polynomial hash, wrapping mod 2**64
@@ -172,27 +171,13 @@ def load_word_model(langs: tuple[str, ...], oov_margin: float = OOV_MARGIN, path
         with _LOCK:
             model = _MODEL.get(key)
             if model is None:
-                model = _MODEL[key] = _from_arrays(cached_arrays(
+                model = _MODEL[key] = cached_tables(
+                    WordModel,
                     "langid-words",
                     fingerprint(source_of(__file__), path.read_bytes(), "\n".join(langs), repr(oov_margin)),
-                    lambda: _to_arrays(_build(langs, oov_margin, path)),
-                ))
+                    lambda: _build(langs, oov_margin, path),
+                )
     return model
-
-
-def _to_arrays(model: WordModel) -> dict[str, np.ndarray]:
-    arrays = {f.name: getattr(model, f.name) for f in dataclasses.fields(model)}
-    return arrays | {"langs": np.array(model.langs, dtype=str)}
-
-
-def _from_arrays(arrays: dict[str, np.ndarray]) -> WordModel:
-    scalars = ("langs", "bits", "n_langs")
-    return WordModel(
-        **{name: a for name, a in arrays.items() if name not in scalars},
-        langs=tuple(str(x) for x in arrays["langs"]),
-        bits=int(arrays["bits"]),
-        n_langs=int(arrays["n_langs"]),
-    )
 
 
 def _build(langs: tuple[str, ...], oov_margin: float, path: Path) -> WordModel:

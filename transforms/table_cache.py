@@ -14,6 +14,7 @@ Where: ``$TWEETMILL_TABLE_CACHE``, else ``~/.cache/tweetmill/tables``; ``TWEETMI
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -21,10 +22,13 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
 log = logging.getLogger("tweetmill.table_cache")
+
+T = TypeVar("T")
 
 CACHE_ENV = "TWEETMILL_TABLE_CACHE"
 DEFAULT_ROOT = "~/.cache/tweetmill/tables"
@@ -72,6 +76,37 @@ def cached_arrays(name: str, key: str, build: Callable[[], dict[str, np.ndarray]
     arrays = build()
     _save(folder, arrays, replace=damaged)
     return arrays
+
+
+def to_arrays(tables: Any, skip: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """A dataclass of arrays as arrays to save: its ints as 0-d arrays, its tuples of strings as
+    ``str`` arrays; the fields in ``skip`` are left out."""
+    return {
+        f.name: np.array(value, dtype=str) if isinstance(value, tuple) else np.asarray(value)
+        for f in dataclasses.fields(tables)
+        if f.name not in skip
+        for value in (getattr(tables, f.name),)
+    }
+
+
+def from_arrays(cls: type[T], arrays: dict[str, np.ndarray], **fixed: Any) -> T:
+    """The dataclass ``to_arrays`` saved, with ``fixed`` for the fields it left out."""
+
+    def field(a: np.ndarray) -> Any:
+        if a.dtype.kind == "U":
+            return tuple(str(x) for x in a)
+        return a.item() if a.ndim == 0 else a
+
+    return cls(**{name: field(a) for name, a in arrays.items()}, **fixed)
+
+
+def cached_tables(cls: type[T], name: str, key: str, build: Callable[[], T], **fixed: Any) -> T:
+    """``build()``, a dataclass of arrays, through ``cached_arrays``; ``fixed`` are fields that are
+    not saved (a per-process memo, say), given to every copy. The key takes in this module's
+    source too, since ``to_arrays`` decides what the files hold."""
+    key = fingerprint(key, source_of(__file__))
+    arrays = cached_arrays(name, key, lambda: to_arrays(build(), skip=tuple(fixed)))
+    return from_arrays(cls, arrays, **fixed)
 
 
 def _save(folder: Path, arrays: dict[str, np.ndarray], replace: bool) -> None:
