@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems  # tests patch build.FileSystems too
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from tweetmill.pipeline.beam_options import ViewCachingOptions
 from tweetmill.pipeline.cli import tweetmill_version
 from tweetmill.pipeline.dataflow import check_runner_options, is_dry_run, remote_pipeline_options
 from tweetmill.pipeline.errors import UserError
@@ -256,7 +257,7 @@ def is_one_local_worker(options: PipelineOptions) -> bool:
 
 
 def make_pipeline(beam_args: list[str]) -> beam.Pipeline:
-    options = PipelineOptions(beam_args)
+    options = ViewCachingOptions(beam_args)
     runner = options.view_as(StandardOptions).runner
     if runner in LOCAL_RUNNERS:
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner

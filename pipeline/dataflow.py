@@ -48,6 +48,7 @@ from apache_beam.options.pipeline_options import (
 )
 from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
 from packaging.requirements import Requirement
+from tweetmill.pipeline.beam_options import ViewCachingOptions
 
 log = logging.getLogger(__name__)
 
@@ -190,12 +191,12 @@ def remote_pipeline_options(beam_args: list[str]) -> PipelineOptions:
     The staged files live in a temporary directory removed when this process exits (Beam uploads
     them when the pipeline runs).
     """
-    options = PipelineOptions(beam_args)
+    options = ViewCachingOptions(beam_args)
     if not is_remote_runner(options):
         return options
     work_dir = tempfile.mkdtemp(prefix="tweetmill-staging-")
     atexit.register(shutil.rmtree, work_dir, True)
-    return PipelineOptions([*beam_args, *staging_args(options, work_dir)])
+    return ViewCachingOptions([*beam_args, *staging_args(options, work_dir)])
 
 
 def _installed() -> Distribution:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import pickle
 import subprocess
 import sys
 import tarfile
@@ -234,3 +235,21 @@ def test_a_non_editable_install_is_repacked_into_an_equivalent_wheel(tmp_path):
         for name in a.namelist():
             if not name.endswith("/RECORD"):
                 assert a.read(name) == b.read(name), name
+
+
+def test_pipeline_options_make_each_view_once():
+    """Beam's type checks ask for a view at each check while the graph is built; one view per
+    class shares the values every other view and the options themselves see."""
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+    from tweetmill.pipeline.beam_options import ViewCachingOptions
+
+    options = ViewCachingOptions(["--direct_num_workers", "2"])
+    view = options.view_as(DirectOptions)
+    assert options.view_as(DirectOptions) is view and view.direct_num_workers == 2
+    options.view_as(StandardOptions).runner = "DirectRunner"
+    assert options.get_all_options()["runner"] == "DirectRunner"
+    copy = pickle.loads(pickle.dumps(options))
+    assert copy.view_as(DirectOptions).direct_num_workers == 2
+    assert copy.view_as(StandardOptions).runner == "DirectRunner"
+    assert isinstance(build_module.make_pipeline([]).options, ViewCachingOptions)
+    assert isinstance(dataflow.remote_pipeline_options(["--runner", "DirectRunner"]), ViewCachingOptions)

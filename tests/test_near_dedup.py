@@ -120,6 +120,18 @@ def test_signatures_load_into_datasketch_lsh() -> None:
     assert index.query(lean[1]) == ["first"]
 
 
+@pytest.mark.parametrize("num_perm", [1, 7, 16, 64, 128, 256])
+def test_lsh_params_choose_as_datasketch(num_perm: int) -> None:
+    """The numpy quadrature picks the (bands, rows) that datasketch's scipy one picks."""
+    from datasketch.lsh import _optimal_param
+
+    for threshold in (0.05, 0.3, 0.5, 0.7, 0.85, 0.99):
+        for w in (0.1, 0.5, 0.9):
+            chosen = lsh_params(threshold, num_perm, w)
+            assert chosen == _optimal_param(threshold, num_perm, 1 - w, w), (threshold, w)
+            assert chosen[0] * chosen[1] <= num_perm
+
+
 def test_shingles_of_short_and_empty_texts() -> None:
     n = 5
     assert shingle_strings("", n) == [] and shingle_strings("   ", n) == []

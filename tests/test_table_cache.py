@@ -97,7 +97,7 @@ def test_a_process_saves_the_language_tables_and_the_next_maps_them(tmp_path):
 
     assert run() == "ndarray"  # built in this process
     folders = sorted(p.name.split("-")[1] for p in tmp_path.glob("langid-*") if (p / "complete").exists())
-    assert folders == ["profiles", "words"]
+    assert folders == ["loglik", "profiles", "words"]
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
     assert run() == "memmap"  # mapped from the files the first process saved, which stay as they were
     assert {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == stamps

@@ -273,11 +273,27 @@ def is_empty(signatures: np.ndarray) -> np.ndarray:
 @functools.lru_cache(maxsize=64)
 def lsh_params(threshold: float, num_perm: int, false_negative_weight: float = 0.5) -> tuple[int, int]:
     """(bands, rows) exactly as ``datasketch.MinHashLSH(threshold, num_perm, weights=(1 - w, w))``
-    chooses them."""
-    from datasketch.lsh import _optimal_param
+    chooses them: of all ``b * r <= num_perm``, in datasketch's order (``b``, then ``r``), the first
+    that minimises the weighted areas of false positives (below ``threshold``) and false negatives.
 
-    w = false_negative_weight
-    return _optimal_param(threshold, num_perm, 1.0 - w, w)
+    datasketch integrates each area with scipy's ``quad``, and importing scipy costs every process
+    ~0.4 s. The integrands are polynomials of degree ``b * r <= num_perm``, which Gauss-Legendre
+    quadrature with ``num_perm // 2 + 1`` nodes integrates exactly, so numpy alone makes the same
+    choice (tested against datasketch on a grid of parameters)."""
+    if not 0.0 <= threshold <= 1.0 or num_perm < 1:
+        raise ValueError(f"no LSH parameters for threshold {threshold} and num_perm {num_perm}")
+    b = np.concatenate([np.full(num_perm // k, k) for k in range(1, num_perm + 1)]).astype(np.float64)
+    r = np.concatenate([np.arange(1, num_perm // k + 1) for k in range(1, num_perm + 1)]).astype(np.float64)
+    nodes, weights = np.polynomial.legendre.leggauss(num_perm // 2 + 1)
+
+    def area(f, lo: float, hi: float) -> np.ndarray:  # integral of f(s, b, r) over [lo, hi], per pair
+        s = (hi - lo) / 2 * nodes + (hi + lo) / 2
+        return (hi - lo) / 2 * (f(s[None, :], b[:, None], r[:, None]) @ weights)
+
+    false_pos = area(lambda s, b, r: 1 - (1 - s**r) ** b, 0.0, threshold)
+    false_neg = area(lambda s, b, r: (1 - s**r) ** b, threshold, 1.0)
+    best = int(np.argmin(false_pos * (1.0 - false_negative_weight) + false_neg * false_negative_weight))
+    return int(b[best]), int(r[best])
 
 
 def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
