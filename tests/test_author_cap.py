@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 import apache_beam as beam
 import numpy as np
@@ -21,6 +22,7 @@ from tweetmill.transforms.author_cap import (
     cap_limit,
 )
 from tweetmill.transforms.common import TAG_DROPPED
+from tweetmill.transforms.near_dedup_encoding import decode_arrays
 from tweetmill.transforms.stage import KIND_SHUFFLE, TAG_DROPPED_TWEETS
 
 COUNT_ONLY = AuthorCapConfig(max_tweets_per_author=3, max_author_share=0)
@@ -138,7 +140,7 @@ def test_survivors_do_not_depend_on_input_order():
 
 def test_vectorised_keys_match_cap_key():
     some = [0, 1, -1, -(2**63), 2**63 - 1, 1_234_567_890_123_456_789]
-    fn = author_cap._AuthorIdsFn()
+    fn = author_cap._AuthorIdsFn(partitions=4)
     fn.start_bundle()
     for i in some:
         list(fn.process(tweet(i, 9)))
@@ -146,6 +148,28 @@ def test_vectorised_keys_match_cap_key():
     [(author, (limit, keys))] = author_cap._keys_of_over_cap(packed, {9: len(some)}, (6, 1, 2))
     assert (author, limit) == (9, 2)
     assert np.frombuffer(keys, dtype="<u8").tolist() == [cap_key(i) for i in some]
+
+
+def test_author_counts_travel_per_partition_not_per_author():
+    """A bundle sends at most one element per author partition, and the partitions' groups sum to
+    each author's count over all bundles."""
+    rng = random.Random(5)
+    bundles = [[tweet(rng.getrandbits(60), rng.randint(1, 300)) for _ in range(2_000)] for _ in range(3)]
+    grouped: dict[int, list[bytes]] = {}
+    for bundle in bundles:
+        fn = author_cap._AuthorIdsFn(partitions=4)
+        fn.start_bundle()
+        list(fn.process(bundle))
+        packed = list(fn._flush())
+        assert len(packed) == len({q for q, _ in packed}) <= 4
+        for q, payload in packed:
+            grouped.setdefault(q, []).append(author_cap._author_counts((q, payload))[1])
+    counted = {}
+    for q, payloads in grouped.items():
+        _, counts = author_cap._count_per_author((q, payloads))
+        authors, totals = decode_arrays(counts)
+        counted.update(zip(authors.tolist(), totals.tolist(), strict=True))
+    assert counted == Counter(t.author_id for bundle in bundles for t in bundle)
 
 
 def test_smallest_keys_combine_merges_and_encodes():

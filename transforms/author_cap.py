@@ -29,10 +29,11 @@ Defaults and their measurement: ``docs/author-cap.md``.
 
 How it scales (no tweet crosses a shuffle; no worker holds an author's tweets):
 
-1. ``AuthorIds``: in the step that produces the tweets (fused with it), each bundle's tweet ids are
-   packed per author into uint64 arrays, ``(author, ids)``: 8 bytes per tweet, a few elements per
-   author and bundle, plus the bundle's tweet count. ``CountPerAuthor`` sums the arrays' lengths
-   with a ``CombinePerKey`` (lifted: one partial count per author and bundle crosses the shuffle);
+1. ``AuthorIds``: in the step that produces the tweets (fused with it), each bundle's authors,
+   their counts and their tweet ids (8 bytes per tweet) are packed into arrays, one element per
+   author partition (a hash of the author id) and bundle, plus the bundle's tweet count.
+   ``CountPerAuthor`` groups the partitions' ``(authors, counts)`` and sums them with numpy: Beam
+   moves a few elements per bundle, not one per author (at 200k tweets that was ~460k elements).
    ``T`` and ``A`` are global sums; the ``plan`` ``(T, A, limit)`` is a singleton side input.
 2. ``OverCap``: the authors with more than ``limit`` tweets, as a side-input dict. Its size is
    bounded by the cap itself: each such author has more than ``limit`` tweets, so there are fewer
@@ -70,7 +71,14 @@ from tweetmill.schemas.records import Tweet
 from tweetmill.schemas.shard import splitmix64
 from tweetmill.transforms.common import TAG_DROPPED, TAG_STATS, DropCounter
 from tweetmill.transforms.dedup_batches import TweetBatch, windowed
-from tweetmill.transforms.spill import parked
+from tweetmill.transforms.near_dedup_encoding import (
+    concat,
+    decode_arrays,
+    encode_arrays,
+    partition_of,
+    split_by_partition,
+)
+from tweetmill.transforms.spill import group_by_key, parked
 from tweetmill.transforms.stage import KIND_SHUFFLE, TAG_DROPPED_TWEETS, option
 
 DROP_AUTHOR_CAP = "author_cap"  # over its author's cap (bot and spam floods): transforms/author_cap.py
@@ -202,22 +210,27 @@ def stats_dict(
 
 
 class _AuthorIdsFn(beam.DoFn):
-    """Tweets (or batches of them) → ``(author, packed ids)``: each author's tweet ids in a bundle
-    as one uint64 array (Beam's cost is per element, and the later steps need only these 8 bytes of
-    a tweet), and under ``_TOTAL`` the bundle's count of tweets, with or without an author."""
+    """Tweets (or batches of them) → ``(partition, payload)``: per bundle and author partition, the
+    partition's authors, their tweet counts and their tweet ids grouped by author (``encode_arrays``;
+    the later steps need only these 8 bytes of a tweet), and under ``_TOTAL`` the bundle's count of
+    tweets, with or without an author. Beam's cost is per element, so a bundle makes at most
+    ``partitions`` elements however many authors it has."""
+
+    def __init__(self, partitions: int):
+        self._partitions = partitions
 
     def start_bundle(self) -> None:
-        self._ids: dict[int, list[int]] = defaultdict(list)
-        self._buffered = 0
+        self._authors: list[int] = []
+        self._ids: list[int] = []
         self._tweets = 0
 
     def process(self, element: Tweet | list[Tweet]) -> Iterator:
         for tweet in element if isinstance(element, list) else (element,):
             self._tweets += 1
             if tweet.author_id is not None:
-                self._ids[tweet.author_id].append(tweet.id & _MASK64)
-                self._buffered += 1
-        if self._buffered >= _FLUSH_KEYS:
+                self._authors.append(tweet.author_id)
+                self._ids.append(tweet.id & _MASK64)
+        if len(self._authors) >= _FLUSH_KEYS:
             yield from self._flush()
 
     def finish_bundle(self) -> Iterator:
@@ -227,33 +240,75 @@ class _AuthorIdsFn(beam.DoFn):
             yield windowed(beam.pvalue.TaggedOutput(_TOTAL, self._tweets))
 
     def _flush(self) -> Iterator[tuple[int, bytes]]:
-        ids, self._ids, self._buffered = self._ids, defaultdict(list), 0
-        for author, author_ids in ids.items():
-            yield author, np.array(author_ids, dtype=np.uint64).astype("<u8").tobytes()
+        if not self._authors:
+            return
+        authors = np.array(self._authors, dtype=np.int64)  # parse_id: author ids are in (0, 2**63)
+        ids = np.array(self._ids, dtype=np.uint64)
+        self._authors, self._ids = [], []
+        order = np.argsort(authors, kind="stable")
+        authors, ids = authors[order], ids[order]
+        unique, counts = np.unique(authors, return_counts=True)
+        parts = partition_of(unique, self._partitions)
+        part_of_id = np.repeat(parts, counts)
+        for q, rows in split_by_partition(parts, self._partitions):
+            yield q, encode_arrays(unique[rows], counts[rows], ids[part_of_id == q])
 
 
-def _id_count(packed: tuple[int, bytes]) -> tuple[int, int]:
-    return packed[0], len(packed[1]) // 8
+def _author_ids(payload: bytes) -> Iterator[tuple[int, np.ndarray]]:
+    """``(author, its tweet ids)`` of an ``_AuthorIdsFn`` payload."""
+    authors, counts, ids = decode_arrays(payload)
+    ends = np.cumsum(counts)
+    for author, lo, hi in zip(authors.tolist(), (ends - counts).tolist(), ends.tolist(), strict=True):
+        yield author, ids[lo:hi]
+
+
+def _author_counts(packed: tuple[int, bytes]) -> tuple[int, bytes]:
+    """``(partition, payload)`` → ``(partition, authors and counts)``: the ids stay behind."""
+    q, payload = packed
+    authors, counts, _ = decode_arrays(payload)
+    return q, encode_arrays(authors, counts)
+
+
+def _count_per_author(grouped: tuple[int, Iterable[bytes]]) -> tuple[int, bytes]:
+    """One partition's ``(authors, counts)`` of every bundle → each author once, counts summed."""
+    q, payloads = grouped
+    arrays = [decode_arrays(payload) for payload in payloads]
+    authors = concat([a for a, _ in arrays], np.int64)
+    counts = concat([c for _, c in arrays], np.int64)
+    order = np.argsort(authors, kind="stable")
+    authors, counts = authors[order], counts[order]
+    first = np.flatnonzero(np.r_[True, authors[1:] != authors[:-1]]) if len(authors) else order[:0]
+    totals = np.add.reduceat(counts, first) if len(first) else counts
+    return q, encode_arrays(authors[first], totals)
+
+
+def _number_of_authors(counts: tuple[int, bytes]) -> int:
+    return len(decode_arrays(counts[1])[0])
 
 
 def _plan(tweets: int, authors: int, config: AuthorCapConfig) -> tuple[int, int, int]:
     return (tweets, authors, cap_limit(config, tweets, authors))
 
 
-def _over_cap(count: tuple[int, int], plan: tuple[int, int, int]) -> Iterator[tuple[int, int]]:
+def _over_cap(counts: tuple[int, bytes], plan: tuple[int, int, int]) -> Iterator[tuple[int, int]]:
+    """``(author, count)`` of each author of a partition with more than ``limit`` tweets."""
     limit = plan[2]
-    if limit and count[1] > limit:
-        yield count
+    if limit:
+        authors, totals = decode_arrays(counts[1])
+        over = totals > limit
+        yield from zip(authors[over].tolist(), totals[over].tolist(), strict=True)
 
 
 def _keys_of_over_cap(
     packed: tuple[int, bytes], over_cap: dict, plan: tuple[int, int, int]
 ) -> Iterator[tuple[int, tuple[int, bytes]]]:
-    """``(author, packed ids)`` of an over-cap author → ``(author, (limit, packed cap keys))``."""
-    author, ids = packed
-    if author in over_cap:
-        keys = splitmix64(np.frombuffer(ids, dtype="<u8").astype(np.uint64))
-        yield author, (plan[2], keys.astype("<u8").tobytes())
+    """``(partition, payload)`` → ``(author, (limit, packed cap keys))`` of its over-cap authors."""
+    if not over_cap:
+        return
+    for author, ids in _author_ids(packed[1]):
+        if author in over_cap:
+            keys = splitmix64(ids.astype(np.uint64))
+            yield author, (plan[2], keys.astype("<u8").tobytes())
 
 
 class _Smallest:
@@ -395,13 +450,20 @@ class CapAuthors(beam.PTransform):
     Config: ClassVar[type] = AuthorCapConfig
 
     def __init__(
-        self, config: AuthorCapConfig | None = None, *, batched: bool = False, spill_dir: str | None = None
+        self,
+        config: AuthorCapConfig | None = None,
+        *,
+        batched: bool = False,
+        spill_dir: str | None = None,
+        partitions: int = 16,
     ):
         super().__init__()
         if spill_dir is not None and not batched:
             raise ValueError("spill_dir needs batched input")
+        if partitions < 1:
+            raise ValueError("partitions must be positive")
         self.config = config or AuthorCapConfig()
-        self._batched, self._spill_dir = batched, spill_dir
+        self._batched, self._spill_dir, self._partitions = batched, spill_dir, partitions
 
     def enabled(self) -> bool:
         return self.config.enabled
@@ -410,16 +472,21 @@ class CapAuthors(beam.PTransform):
         if not tweets.windowing.is_default():
             raise ValueError("CapAuthors runs on globally windowed (batch) input")
         config = self.config
-        ids = tweets | "AuthorIds" >> beam.ParDo(_AuthorIdsFn()).with_output_types(
+        ids = tweets | "AuthorIds" >> beam.ParDo(_AuthorIdsFn(self._partitions)).with_output_types(
             tuple[int, bytes]
         ).with_outputs(_TOTAL, main="ids")
-        counts = (
-            ids.ids
-            | "IdCounts" >> beam.Map(_id_count).with_output_types(tuple[int, int])
-            | "CountPerAuthor" >> beam.CombinePerKey(sum).with_output_types(tuple[int, int])
+        author_counts = ids.ids | "AuthorCounts" >> beam.Map(_author_counts).with_output_types(
+            tuple[int, bytes]
         )
+        counts = group_by_key(author_counts, "GroupCounts", self._spill_dir) | "CountPerAuthor" >> beam.Map(
+            _count_per_author
+        ).with_output_types(tuple[int, bytes])
         total = ids[_TOTAL] | "CountTweets" >> beam.CombineGlobally(sum)
-        authors = counts | "CountAuthors" >> beam.combiners.Count.Globally()
+        authors = (
+            counts
+            | "AuthorsPerPartition" >> beam.Map(_number_of_authors).with_output_types(int)
+            | "CountAuthors" >> beam.CombineGlobally(sum)
+        )
         plan = total | "Plan" >> beam.Map(_plan, authors=beam.pvalue.AsSingleton(authors), config=config)
         over_cap = counts | "OverCap" >> beam.FlatMap(_over_cap, plan=beam.pvalue.AsSingleton(plan))
         thresholds = (
