@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -85,14 +86,12 @@ def shard_of(tweet_id: int, num_shards: int) -> int:
 
 def tweets_to_table(tweets: list[Tweet], schema: pa.Schema) -> pa.Table:
     """The shard table of ``tweets`` (already in shard order), tokens as one flat int32 buffer."""
-    token_arrays = [np.frombuffer(t.token_bytes, dtype="<i4") for t in tweets]
-    lengths = np.fromiter((len(a) for a in token_arrays), dtype=np.int32, count=len(tweets))
-    offsets = np.zeros(len(tweets) + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    values = np.concatenate(token_arrays) if token_arrays else np.zeros(0, dtype="<i4")
-    tokens = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values), type=schema.field("tokens").type)
+    lengths = np.fromiter((len(t.token_bytes) for t in tweets), dtype=np.int32, count=len(tweets)) // 4
+    values = np.frombuffer(b"".join([t.token_bytes for t in tweets]), dtype="<i4")
+    tokens = _list_array(lengths, values, schema.field("tokens").type)
+    ids = np.fromiter((t.id for t in tweets), dtype=np.int64, count=len(tweets))
     columns = {
-        "id": pa.array([t.id for t in tweets], pa.int64()),
+        "id": pa.array(ids, pa.int64()),
         "id_derived": pa.array([t.id_derived for t in tweets], pa.bool_()),
         "created_at": pa.array([t.created_at_ms for t in tweets], pa.timestamp("ms", tz="UTC")),
         "author_id": pa.array([t.author_id for t in tweets], pa.int64()),
@@ -111,10 +110,27 @@ def tweets_to_table(tweets: list[Tweet], schema: pa.Schema) -> pa.Table:
         "reply_to_author_id": pa.array([t.reply_to_author_id for t in tweets], pa.int64()),
         "conversation_id": pa.array([t.conversation_id for t in tweets], pa.int64()),
         "quoted_id": pa.array([t.quoted_id for t in tweets], pa.int64()),
-        "tweet_ids": pa.array([t.tweet_ids or (t.id,) for t in tweets], schema.field("tweet_ids").type),
+        "tweet_ids": _tweet_ids(tweets, ids, schema.field("tweet_ids").type),
         "context_id": pa.array([t.context_id for t in tweets], pa.int64()),
     }
     return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
+
+
+def _list_array(lengths: np.ndarray, values: np.ndarray, list_type: pa.DataType) -> pa.Array:
+    """A list array of ``values`` cut into ``lengths``, built from its offsets (no Python list per row)."""
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values), type=list_type)
+
+
+def _tweet_ids(tweets: list[Tweet], ids: np.ndarray, list_type: pa.DataType) -> pa.Array:
+    """Each row's ``tweet_ids``: its document's tweets, or (most rows) its own id alone."""
+    if not any(t.tweet_ids for t in tweets):
+        return _list_array(np.ones(len(tweets), dtype=np.int32), ids, list_type)
+    lengths = np.fromiter((len(t.tweet_ids) or 1 for t in tweets), dtype=np.int32, count=len(tweets))
+    rows = itertools.chain.from_iterable(t.tweet_ids or (t.id,) for t in tweets)
+    values = np.fromiter(rows, dtype=np.int64, count=int(lengths.sum()))
+    return _list_array(lengths, values, list_type)
 
 
 def serialize_table(table: pa.Table) -> bytes:
