@@ -2,14 +2,17 @@
 
 A shard's rows are sorted by id (``write.py``), so a shard needs all of its tweets before its first
 row is written. Grouping them with a ``GroupByKey`` makes the local runner hold every kept tweet in
-memory, and the writer a whole shard. So on a local run each bundle sorts what it holds of each
-shard and writes that as a *part*: an Arrow IPC file of the shard's schema, in record batches of
-``PART_BATCH_ROWS``. Only ``(shard, part path)`` pairs are grouped, and the writer merges a shard's
-parts in id order (``merge_parts``) into ``write_shard``, one record batch at a time. The rows
-become Arrow columns in the parts, which the workers write side by side; the merge is numpy and
-Arrow work, so a shard's own write, which one worker does alone, is short. Memory: a bundle's
-``PART_FLUSH_TWEETS`` tweets while parts are written; one part batch of each part and one record
-batch while a shard is. The shard files are the same whatever the parts (tested).
+memory, and the writer a whole shard. So on a local run each bundle sorts its tweets by id and
+writes them, as they come, into *row files*: Arrow IPC files of the shard columns, in record batches
+of ``PART_BATCH_ROWS``. Once the shard count is known (it needs every kept tweet counted), each row
+file is cut by shard into *parts* with Arrow ``take`` (with one shard, the row file is the part).
+Only ``(shard, part path)`` pairs are grouped, and the writer merges a shard's parts in id order
+(``merge_parts``) into ``write_shard``, one record batch at a time. So what waits for the count is
+Arrow files, which the workers write side by side, and no step after the wait turns tweets into
+columns; the merge is numpy and Arrow work, so a shard's own write, which one worker does alone, is
+short. Memory: a bundle's ``PART_FLUSH_TWEETS`` tweets while row files are written; one row file
+while it is cut; one part batch of each part and one record batch while a shard is written. The
+shard files are the same whatever the parts (tested).
 On a remote runner, whose many small bundles would make many small parts, the runner's shuffle
 groups each shard's tweets instead, and they are one part.
 """
@@ -18,7 +21,6 @@ from __future__ import annotations
 
 import operator
 import uuid
-from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
@@ -27,9 +29,8 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 from tweetmill.schemas.records import Tweet
 from tweetmill.transforms.dedup_batches import windowed
-from tweetmill.transforms.near_dedup_encoding import ids_array
+from tweetmill.transforms.near_dedup_encoding import ids_array, split_by_partition
 from tweetmill.transforms.progress import reporter
-from tweetmill.transforms.spill import parked
 from tweetmill.transforms.write import (
     RECORD_BATCH_ROWS,
     OutputSpec,
@@ -122,38 +123,64 @@ def merge_parts(parts: Iterable[Iterable[pa.RecordBatch]]) -> Iterator[pa.Table]
             ready, held = [rows.slice(n)], held - n
 
 
-class _WritePartsFn(beam.DoFn):
-    """Batches → ``(shard, part path)``: each shard's tweets of the bundle, sorted by id, in a part
-    file under ``parts_dir``, every ``PART_FLUSH_TWEETS`` tweets and at the end of the bundle."""
+def _write_part(path: str, table: pa.Table) -> None:
+    with created(path) as f, pa.ipc.new_file(pa.PythonFile(f, mode="w"), table.schema) as writer:
+        writer.write_table(table, max_chunksize=PART_BATCH_ROWS)
+
+
+def _new_part_path(parts_dir: str, index: int) -> str:
+    return FileSystems.join(parts_dir, f"{index:05d}-{uuid.uuid4().hex}.part")
+
+
+class _WriteRowsFn(beam.DoFn):
+    """Batches → paths of *row files*: the bundle's tweets, sorted by id, as an Arrow IPC file of the
+    shard columns, every ``PART_FLUSH_TWEETS`` tweets and at the end of the bundle. They are written
+    before the shard count is known, so what waits for it is Arrow files, not tweets to unpickle."""
 
     def __init__(self, spec: OutputSpec, parts_dir: str):
         self._spec, self._parts_dir = spec, parts_dir
 
     def start_bundle(self) -> None:
-        self._shards: dict[int, list[Tweet]] = defaultdict(list)
-        self._buffered = 0
+        self._tweets: list[Tweet] = []
 
-    def process(self, batch: list[Tweet], num_shards: int) -> Iterator[tuple[int, str]]:
-        self._num_shards = num_shards
-        for tweet, index in zip(batch, shard_indices(batch, num_shards), strict=True):
-            self._shards[index].append(tweet)
-        self._buffered += len(batch)
-        if self._buffered >= PART_FLUSH_TWEETS:
-            yield from self._flush()
+    def process(self, batch: list[Tweet]) -> Iterator[str]:
+        self._tweets.extend(batch)
+        if len(self._tweets) >= PART_FLUSH_TWEETS:
+            yield self._flush()
 
     def finish_bundle(self) -> Iterator:
-        for out in self._flush():
-            yield windowed(out)
+        if self._tweets:
+            yield windowed(self._flush())
 
-    def _flush(self) -> Iterator[tuple[int, str]]:
-        shards, self._shards, self._buffered = self._shards, defaultdict(list), 0
-        for index in sorted(shards):
-            schema = shard_schema_for(self._spec, index, self._num_shards)
-            table = tweets_to_table(sorted(shards[index], key=_by_id), schema)
-            path = FileSystems.join(self._parts_dir, f"{index:05d}-{uuid.uuid4().hex}.part")
-            with created(path) as f, pa.ipc.new_file(pa.PythonFile(f, mode="w"), schema) as writer:
-                writer.write_table(table, max_chunksize=PART_BATCH_ROWS)
-            yield index, path
+    def _flush(self) -> str:
+        tweets, self._tweets = self._tweets, []
+        table = tweets_to_table(sorted(tweets, key=_by_id), shard_schema_for(self._spec, 0, 1))
+        path = _new_part_path(self._parts_dir, 0)
+        _write_part(path, table)
+        return path
+
+
+class _SplitRowsFn(beam.DoFn):
+    """A row file → ``(shard, part path)``: its rows of each shard, still in id order, as a part of
+    that shard (Arrow ``take``, no Python call per row). With one shard the row file is the part."""
+
+    def __init__(self, spec: OutputSpec, parts_dir: str):
+        self._spec, self._parts_dir = spec, parts_dir
+
+    def process(self, path: str, num_shards: int) -> Iterator[tuple[int, str]]:
+        if num_shards == 1:
+            yield 0, path
+            return
+        with errors_named(path), pa.memory_map(path) as source:
+            table = pa.ipc.open_file(source).read_all()
+        ids = table.column("id").to_numpy().astype(np.uint64)
+        shards = shard_of(ids, np.uint64(num_shards)).astype(np.int64)
+        for index, rows in split_by_partition(shards, num_shards):
+            metadata = shard_schema_for(self._spec, index, num_shards).metadata
+            part = _new_part_path(self._parts_dir, index)
+            _write_part(part, table.take(rows).replace_schema_metadata(metadata))
+            yield index, part
+        FileSystems.delete([path])
 
 
 class _WriteShardFn(beam.DoFn):
@@ -214,9 +241,12 @@ class WriteShards(beam.PTransform):
             )
         else:
             parts_dir = FileSystems.join(spill_dir, PARTS_DIR)
-            keyed = parked(batches, "Park", spill_dir, after=num_shards) | "WriteParts" >> beam.ParDo(
-                _WritePartsFn(spec, parts_dir), shards
-            ).with_output_types(tuple[int, str])
+            keyed = (
+                batches
+                | "WriteRows" >> beam.ParDo(_WriteRowsFn(spec, parts_dir)).with_output_types(str)
+                | "SplitByShard"
+                >> beam.ParDo(_SplitRowsFn(spec, parts_dir), shards).with_output_types(tuple[int, str])
+            )
         written = (
             keyed
             | "GroupByShard" >> beam.GroupByKey()
