@@ -254,14 +254,6 @@ class _AuthorIdsFn(beam.DoFn):
             yield q, encode_arrays(unique[rows], counts[rows], ids[part_of_id == q])
 
 
-def _author_ids(payload: bytes) -> Iterator[tuple[int, np.ndarray]]:
-    """``(author, its tweet ids)`` of an ``_AuthorIdsFn`` payload."""
-    authors, counts, ids = decode_arrays(payload)
-    ends = np.cumsum(counts)
-    for author, lo, hi in zip(authors.tolist(), (ends - counts).tolist(), ends.tolist(), strict=True):
-        yield author, ids[lo:hi]
-
-
 def _author_counts(packed: tuple[int, bytes]) -> tuple[int, bytes]:
     """``(partition, payload)`` → ``(partition, authors and counts)``: the ids stay behind."""
     q, payload = packed
@@ -305,10 +297,12 @@ def _keys_of_over_cap(
     """``(partition, payload)`` → ``(author, (limit, packed cap keys))`` of its over-cap authors."""
     if not over_cap:
         return
-    for author, ids in _author_ids(packed[1]):
-        if author in over_cap:
-            keys = splitmix64(ids.astype(np.uint64))
-            yield author, (plan[2], keys.astype("<u8").tobytes())
+    authors, counts, ids = decode_arrays(packed[1])
+    ends = np.cumsum(counts)
+    capped = np.fromiter(over_cap, dtype=np.int64, count=len(over_cap))
+    for k in np.flatnonzero(np.isin(authors, capped)).tolist():
+        keys = splitmix64(ids[ends[k] - counts[k] : ends[k]].astype(np.uint64))
+        yield int(authors[k]), (plan[2], keys.astype("<u8").tobytes())
 
 
 class _Smallest:
