@@ -20,6 +20,7 @@ from tweetmill.pipeline.beam_options import ViewCachingOptions
 from tweetmill.pipeline.cli import tweetmill_version
 from tweetmill.pipeline.dataflow import check_runner_options, is_dry_run, remote_pipeline_options
 from tweetmill.pipeline.errors import UserError
+from tweetmill.pipeline.local_workers import with_default_workers
 from tweetmill.pipeline.options import RunConfig
 from tweetmill.pipeline.outputs import (
     OutputCheck,
@@ -316,6 +317,9 @@ def run(
     check_runner_options(config, options)  # a clear error before the output, tokenizer or graph are touched
     dry_run = is_dry_run(options)
     check = OutputCheck() if dry_run else preflight(config, overwrite=overwrite)
+    if not dry_run and options.view_as(StandardOptions).runner in LOCAL_RUNNERS:
+        beam_args = with_default_workers(beam_args, list(config.inputs))  # a large input: every core
+        options = PipelineOptions(beam_args)
     local = not dry_run and local_path(config.output) is not None
     with OutputLock(config.output, tweetmill_version()) if local else contextlib.nullcontext():
         spec = output_spec(config)

@@ -62,3 +62,19 @@ def test_two_worker_processes_write_the_same_shards_as_one_worker(tmp_path, work
     # The manifests differ only in the output directory they name.
     assert _manifest_without_output(tmp_path / "two" / MANIFEST_NAME) == _manifest_without_output(
         tmp_path / "one" / MANIFEST_NAME)
+
+
+@pytest.mark.slow
+def test_a_large_input_gets_a_worker_process_per_core(tmp_path, worker_processes, monkeypatch):
+    """Without --direct_num_workers, a local run of a large input uses the cores (the threshold is
+    lowered here); the shards are those of one worker."""
+    from tweetmill.pipeline import local_workers
+
+    config = RunConfig(inputs=(str(SAMPLE / "*"),), output=str(tmp_path / "one"), rows_per_shard=1000)
+    one = run(config)
+    monkeypatch.setattr(local_workers, "MIN_INPUT_BYTES", 0)
+    monkeypatch.setattr(local_workers, "_cores", lambda: 2)
+    auto = run(RunConfig(inputs=config.inputs, output=str(tmp_path / "auto"), rows_per_shard=1000))
+    assert len(worker_processes) == 2
+    assert auto.counts == one.counts and auto.counts.balanced
+    assert auto.shards == one.shards
