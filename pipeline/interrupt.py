@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tweetmill.pipeline.logs import FORMAT, NOISE
+
 INTERRUPTED_LINE = "interrupted: the run was stopped before it finished; nothing was published"
 
 
@@ -112,7 +114,7 @@ ENV_WORKER_PIDS = "TWEETMILL_WORKER_PIDS"
 WORKER_EXIT_SECONDS = 10.0  # how long stopped workers get to be gone before temporary files go
 
 # The ``sitecustomize`` of a run's worker processes: what it does and why, ``docs/progress.md``.
-WORKER_SITE = """\
+WORKER_SITE = f"""\
 import os as _os
 import signal as _signal
 import sys as _sys
@@ -133,6 +135,23 @@ if _os.path.abspath(_path[0] or ".") == _here:  # the run put it first: the user
         _os.environ["PYTHONPATH"] = _os.pathsep.join(_path[1:])
     else:
         del _os.environ["PYTHONPATH"]
+import logging as _logging
+
+
+class _Noise(_logging.Filter):  # the main process drops these too (pipeline/logs.py)
+    def filter(self, record):
+        return not any(noise in record.getMessage() for noise in _NOISE)
+
+
+_NOISE = {NOISE!r}
+# Installed first, so Beam's later basicConfig is a no-op. Beam's harness logs at info, whatever the
+# run's options (a multi-process run's workers get none); what it logs also reaches the main
+# process, which shows it by its own rules. Here only warnings and errors go to stderr.
+_handler = _logging.StreamHandler()
+_handler.setLevel(_logging.WARNING)
+_handler.setFormatter(_logging.Formatter({FORMAT!r}))
+_handler.addFilter(_Noise())
+_logging.getLogger().addHandler(_handler)
 from importlib.machinery import PathFinder as _PathFinder
 
 if _PathFinder.find_spec("sitecustomize") is not None:

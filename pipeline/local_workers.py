@@ -82,10 +82,14 @@ def default_workers(input_bytes: int, cores: int, memory_bytes: int | None) -> i
     return max(1, min(workers, MAX_WORKERS))
 
 
+def _given(beam_args: list[str], flags: tuple[str, ...]) -> bool:
+    return any(arg.split("=", 1)[0] in flags for arg in beam_args)
+
+
 def with_default_workers(beam_args: list[str], patterns: list[str]) -> list[str]:
     """``beam_args``, with worker processes added where the user set none and the input is large
     enough (a local runner only: the caller checks)."""
-    if any(arg.split("=", 1)[0] in WORKER_FLAGS for arg in beam_args):
+    if _given(beam_args, WORKER_FLAGS):
         return beam_args
     try:
         input_bytes = estimated_input_bytes(patterns)

@@ -29,6 +29,8 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 NOISE = (
     # Beam, at import, when the optional GCP clients are missing: a local run does not need them.
     "apitools not found",
+    # Beam's worker processes of a local multi-process run, at their start.
+    "No semi_persistent_directory found",
 )
 _BEAM = "apache_beam"
 

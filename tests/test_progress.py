@@ -153,6 +153,26 @@ def test_the_worker_site_leaves_ctrl_c_to_the_run_and_nothing_of_itself(tmp_path
     assert interrupt.WorkerProcesses(str(pids)).pids() == [pid]
 
 
+def test_the_worker_site_lets_only_warnings_through_and_no_noise(tmp_path):
+    """Beam's harness logs at info in each worker process, and configures the root logger at info
+    (its options never reach a multi-process run's workers); the site's handler, installed first,
+    prints only warnings and errors, without the messages nobody can act on."""
+    site, pids = tmp_path / "site", tmp_path / "workers"
+    site.mkdir(), pids.mkdir()
+    env = {**os.environ, **interrupt.WorkerProcesses(str(pids)).environment(str(site))}
+    probe = (
+        "import logging; logging.basicConfig(level=logging.INFO); "
+        "logging.getLogger().setLevel(logging.INFO); "
+        "logging.getLogger('beam').info('harness chatter'); logging.warning('apitools not found, ...'); "
+        "logging.getLogger('w').warning('No semi_persistent_directory found: ...'); "
+        "logging.getLogger('tweetmill').warning('a warning to show')"
+    )
+    found = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert "a warning to show" in found.stderr
+    assert "chatter" not in found.stderr and "apitools" not in found.stderr
+    assert "semi_persistent" not in found.stderr
+
+
 def test_a_multi_process_run_sets_its_variables_and_folder_only_while_it_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setenv("PYTHONPATH", "/own/path")
