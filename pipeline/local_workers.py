@@ -20,7 +20,7 @@ import logging
 import os
 
 from apache_beam.io.filesystems import FileSystems
-from tweetmill.pipeline.preflight import expand_input
+from tweetmill.pipeline.preflight import expand_input, is_local
 
 __all__ = ["default_workers", "estimated_input_bytes", "with_default_workers"]
 
@@ -42,20 +42,27 @@ def _is_compressed(path: str) -> bool:
 
 
 def _size(path: str) -> int:
-    if FileSystems.get_scheme(path) is None:
+    if is_local(path):
         return os.path.getsize(path)
-    return FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+    found = FileSystems.match([path])[0].metadata_list
+    return found[0].size_in_bytes if found else 0
 
 
 def estimated_input_bytes(patterns: list[str]) -> int:
-    """The inputs' size once decompressed, estimated (see the module docstring)."""
-    sizes = {path: _size(path) for pattern in patterns for path in expand_input(pattern)}
-    if not sizes:
+    """The inputs' size once decompressed, estimated (see the module docstring). Remote files are
+    sampled (``MAGIC_FILES`` of them, evenly spread): a lookup each is slow on an object store."""
+    every = [path for pattern in patterns for path in expand_input(pattern)]
+    if not every:
         return 0
+    files = every
+    if not all(is_local(path) for path in every):
+        files = every[:: max(1, len(every) // MAGIC_FILES)][:MAGIC_FILES]
+    scale = len(every) / len(files)
+    sizes = {path: _size(path) for path in files}
     largest = sorted(sizes, key=sizes.__getitem__, reverse=True)[:MAGIC_FILES]
     sampled = sum(sizes[p] for p in largest)
     compressed = sum(sizes[p] for p in largest if _is_compressed(p))
-    total = sum(sizes.values())
+    total = sum(sizes.values()) * scale
     share = compressed / sampled if sampled else 0.0
     return round(total * (1 - share) + total * share * COMPRESSION_RATIO)
 

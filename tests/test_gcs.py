@@ -165,3 +165,14 @@ def test_beams_own_gcs_client_is_the_one_talking_to_the_emulator(gcs):
     assert get_service_credentials(PipelineOptions()) is not None
     client = GcsIO(pipeline_options=PipelineOptions()).client
     assert gcs.url == client._connection.API_BASE_URL
+
+
+def test_the_input_size_estimate_reads_object_sizes_and_magic_on_gcs(gcs):
+    """The local default worker count (pipeline/local_workers.py) on objects: their listed sizes,
+    the compressed ones (gzip, bzip2: by their first bytes) counted several times."""
+    from tweetmill.pipeline.local_workers import COMPRESSION_RATIO, estimated_input_bytes
+
+    sizes = {name: (SAMPLE / name).stat().st_size for name in FILES}
+    compressed = sizes["tweepy_v1.jsonl.gz"] + sizes["twarc_brexit_v2.jsonl.bz2"]
+    expected = sizes["xlmt_german_test.txt"] + compressed * COMPRESSION_RATIO
+    assert estimated_input_bytes([f"{GS}/archive/2022-01/*"]) == pytest.approx(expected, rel=1e-6)
