@@ -250,3 +250,22 @@ def test_a_run_relaxes_the_collector_in_its_worker_and_never_tightens_it(tmp_pat
         assert gc.get_threshold() == (50_000, 20, 20)
     finally:
         gc.set_threshold(*before)
+
+
+def test_a_bundle_sends_only_its_smallest_dropped_tweets_per_reason_to_the_sample():
+    """The dropped-tweet sample is cut in the step that drops the tweets: per (stage, reason), the
+    bundle's smallest by rank, however many it dropped (pruned as they come)."""
+    from tweetmill.transforms import audit
+
+    fn = audit._SmallestInBundle(per_reason=3)
+    fn.start_bundle()
+    tweets = [Tweet(id=i, text="t", source_format="text", source_file="f", position=i) for i in range(1, 99)]
+    for t in tweets:
+        assert not list(fn.process(("length", "too_short", t)) or [])
+    fn.process(("retweets", "retweet", tweets[0]))
+    sent = [w.value for w in fn.finish_bundle()]
+    by_reason = {}
+    for key, (_, tweet) in sent:
+        by_reason.setdefault(key, []).append(tweet.id)
+    smallest = sorted(tweets, key=audit._rank)[:3]
+    assert by_reason == {("length", "too_short"): [t.id for t in smallest], ("retweets", "retweet"): [1]}

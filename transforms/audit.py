@@ -10,18 +10,22 @@ Parse-level drops (delete notices, API errors) are not tweets and are counted pe
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import heapq
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
 from tweetmill.schemas.records import Tweet
 from tweetmill.schemas.shard import splitmix64
 from tweetmill.schemas.shard_dir import DROPPED_DIR, DROPPED_SAMPLE_NAME
+from tweetmill.transforms.dedup_batches import windowed
 from tweetmill.transforms.stage import sample_key
 from tweetmill.transforms.write import OutputSpec, write_json_lines
 
 NUM_DROPPED_FILES = 16
 SAMPLES_PER_REASON = 20
+_PRUNE_FACTOR = 8  # a bundle's ranked drops of one reason are cut to the smallest at this many samples
 
 
 def dropped_record(stage: str, reason: str, tweet: Tweet) -> dict[str, Any]:
@@ -89,13 +93,12 @@ class SampleDropped(beam.PTransform):
     def expand(self, dropped):
         inputs = [dropped] if isinstance(dropped, beam.PCollection) else list(dropped)
         per_input = [
-            tweets | f"KeyByReason{i}" >> beam.MapTuple(_keyed_by_reason) | f"Smallest{i}" >> self._smallest()
+            tweets | f"SmallestInBundle{i}" >> beam.ParDo(_SmallestInBundle(self._per_reason))
             for i, tweets in enumerate(inputs)
         ]
         return (
             per_input
             | "AllSmallest" >> beam.Flatten()
-            | "Unpack" >> beam.FlatMapTuple(lambda key, picked: [(key, ranked) for ranked in picked])
             | "Smallest" >> self._smallest()
             | "ToRecords" >> beam.MapTuple(lambda key, picked: [dropped_record(*key, t) for _, t in picked])
             | "AllReasons" >> beam.combiners.ToList()
@@ -103,8 +106,29 @@ class SampleDropped(beam.PTransform):
         )
 
 
-def _keyed_by_reason(stage: str, reason: str, tweet: Tweet) -> tuple[tuple[str, str], tuple]:
-    return (stage, reason), (_rank(tweet), tweet)
+class _SmallestInBundle(beam.DoFn):
+    """``(stage, reason, Tweet)`` → per (stage, reason), the bundle's ``per_reason`` smallest by
+    rank, as ``((stage, reason), (rank, tweet))`` at the bundle's end. Fused into the step that
+    drops the tweets, so no more than that crosses to the sample, with no grouping step per input;
+    at most ``_PRUNE_FACTOR * per_reason`` wait per reason."""
+
+    def __init__(self, per_reason: int):
+        self._per_reason = per_reason
+
+    def start_bundle(self) -> None:
+        self._ranked: dict[tuple[str, str], list[tuple]] = defaultdict(list)
+
+    def process(self, dropped: tuple[str, str, Tweet]) -> Iterator[tuple[tuple[str, str], tuple]]:
+        stage, reason, tweet = dropped
+        ranked = self._ranked[(stage, reason)]
+        ranked.append((_rank(tweet), tweet))
+        if len(ranked) >= _PRUNE_FACTOR * self._per_reason:
+            self._ranked[(stage, reason)] = heapq.nsmallest(self._per_reason, ranked, key=_rank_of)
+
+    def finish_bundle(self) -> Iterator:
+        for key, ranked in self._ranked.items():
+            for smallest in heapq.nsmallest(self._per_reason, ranked, key=_rank_of):
+                yield windowed((key, smallest))
 
 
 def _rank_of(ranked: tuple) -> tuple:
