@@ -282,18 +282,20 @@ def lsh_params(threshold: float, num_perm: int, false_negative_weight: float = 0
     choice (tested against datasketch on a grid of parameters)."""
     if not 0.0 <= threshold <= 1.0 or num_perm < 1:
         raise ValueError(f"no LSH parameters for threshold {threshold} and num_perm {num_perm}")
-    b = np.concatenate([np.full(num_perm // k, k) for k in range(1, num_perm + 1)]).astype(np.float64)
-    r = np.concatenate([np.arange(1, num_perm // k + 1) for k in range(1, num_perm + 1)]).astype(np.float64)
     nodes, weights = np.polynomial.legendre.leggauss(num_perm // 2 + 1)
-
-    def area(f, lo: float, hi: float) -> np.ndarray:  # integral of f(s, b, r) over [lo, hi], per pair
-        s = (hi - lo) / 2 * nodes + (hi + lo) / 2
-        return (hi - lo) / 2 * (f(s[None, :], b[:, None], r[:, None]) @ weights)
-
-    false_pos = area(lambda s, b, r: 1 - (1 - s**r) ** b, 0.0, threshold)
-    false_neg = area(lambda s, b, r: (1 - s**r) ** b, threshold, 1.0)
-    best = int(np.argmin(false_pos * (1.0 - false_negative_weight) + false_neg * false_negative_weight))
-    return int(b[best]), int(r[best])
+    below = threshold / 2 * (nodes + 1)  # the nodes mapped onto [0, threshold]
+    above = (1 - threshold) / 2 * (nodes + 1) + threshold  # and onto [threshold, 1]
+    w = false_negative_weight
+    best, chosen = np.inf, (0, 0)
+    for b in range(1, num_perm + 1):  # one band count at a time: memory stays ~num_perm x nodes
+        r = np.arange(1, num_perm // b + 1, dtype=np.float64)[:, None]
+        false_pos = threshold / 2 * ((1 - (1 - below**r) ** b) @ weights)
+        false_neg = (1 - threshold) / 2 * (((1 - above**r) ** b) @ weights)
+        error = false_pos * (1.0 - w) + false_neg * w
+        k = int(np.argmin(error))
+        if error[k] < best:  # strictly: the first minimum in datasketch's order wins
+            best, chosen = float(error[k]), (b, k + 1)
+    return chosen
 
 
 def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
