@@ -21,6 +21,7 @@ import os
 
 from apache_beam.io.filesystems import FileSystems
 from tweetmill.pipeline.preflight import expand_input, is_local
+from tweetmill.transforms.containers import COMPRESSIONS, ZIP, sniff
 
 __all__ = ["default_workers", "estimated_input_bytes", "with_default_workers"]
 
@@ -32,13 +33,13 @@ MAX_WORKERS = 8  # measured up to 2 (the development machine's cores); more is t
 COMPRESSION_RATIO = 6
 MAGIC_FILES = 64  # files whose first bytes are read; the others count as the same share compressed
 WORKER_FLAGS = ("--direct_num_workers", "--direct_running_mode")
-_MAGICS = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd", b"PK\x03\x04")
+_COMPRESSED = (*COMPRESSIONS, ZIP)
 
 
 def _is_compressed(path: str) -> bool:
+    """By content, as the read stage decides (``containers.sniff``)."""
     with FileSystems.open(path, compression_type="uncompressed") as f:
-        head = f.read(6)
-    return head.startswith(_MAGICS)
+        return sniff(f.read(8)) in _COMPRESSED
 
 
 def _size(path: str) -> int:
