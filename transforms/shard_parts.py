@@ -52,9 +52,14 @@ PARTS_DIR = "parts"
 _by_id = operator.attrgetter("id")
 
 
+def _shards_of(ids: np.ndarray, num_shards: int) -> np.ndarray:
+    """The shard of each id (``shard_of`` over all of them at once)."""
+    return shard_of(ids.astype(np.uint64), np.uint64(num_shards)).astype(np.int64)
+
+
 def shard_indices(batch: list[Tweet], num_shards: int) -> list[int]:
-    """The shard of each tweet of ``batch`` (``shard_of`` over all their ids at once)."""
-    return shard_of(ids_array(batch).astype(np.uint64), np.uint64(num_shards)).tolist()
+    """The shard of each tweet of ``batch``."""
+    return _shards_of(ids_array(batch), num_shards).tolist()
 
 
 def _part_batches(path: str) -> Iterator[pa.RecordBatch]:
@@ -173,8 +178,7 @@ class _SplitRowsFn(beam.DoFn):
             return
         with errors_named(path), pa.memory_map(path) as source:
             table = pa.ipc.open_file(source).read_all()
-        ids = table.column("id").to_numpy().astype(np.uint64)
-        shards = shard_of(ids, np.uint64(num_shards)).astype(np.int64)
+        shards = _shards_of(table.column("id").to_numpy(), num_shards)
         for index, rows in split_by_partition(shards, num_shards):
             metadata = shard_schema_for(self._spec, index, num_shards).metadata
             part = _new_part_path(self._parts_dir, index)
