@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import apache_beam as beam
 import ftfy
@@ -484,6 +485,34 @@ def test_simple_shared_patterns() -> None:
     ]
     assert RT_MARKER.findall("RT @a ART rt via RT") == ["RT", "RT"]
     assert REPLY_PREFIX.match("@a @b hi").group() == "@a @b " and REPLY_PREFIX.match("@bob's idea") is None
+
+
+# The shared patterns in their plain form, lookbehind first; twitter_text writes them literal first.
+_PLAIN_PATTERNS = {
+    "RT": (RT_MARKER, r"(?:^|(?<=\s))RT\b"),
+    "hashtag": (HASHTAG, r"(?<![\w&])#(\w*[^\W\d]\w*)"),
+    "cashtag": (CASHTAG, r"(?<!\S)\$([A-Za-z]{1,6}(?:[._][A-Za-z]{1,2})?)(?![\w$])"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_PLAIN_PATTERNS))
+def test_literal_first_patterns_match_as_their_plain_form(name: str) -> None:
+    pattern, plain_source = _PLAIN_PATTERNS[name]
+    plain = re.compile(plain_source)
+    texts = [
+        "RT @a ART rt via RT", "RT", "xRT", " RT\tRT\nRT", "RTRT RT:", "#a #1 #1a a#b &#39; (#x) ##y",
+        "$AB x$AB $ABCDEFG $BRK.A $100 $AB$ \n$cd", "#", "$", "R", "",
+    ]
+    real = shared_data("bench", "tweeteval_sentiment__test_text.txt").read_text(encoding="utf-8")
+    texts += real.splitlines()[:2000]
+
+    def spans(p: re.Pattern, text: str, pos: int = 0) -> list:
+        return [(m.span(), m.groups()) for m in p.finditer(text, pos)]
+
+    for text in texts:
+        assert spans(pattern, text) == spans(plain, text), text
+        for pos in range(1, min(len(text), 12)):  # a search from inside the text sees what precedes
+            assert spans(pattern, text, pos) == spans(plain, text, pos), (text, pos)
 
 
 # --- batches and Beam ---------------------------------------------------------------------------

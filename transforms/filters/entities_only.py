@@ -30,9 +30,8 @@ DROP_ONLY_EMOJI = "only_emoji"  # no entity and no letter or digit: emoji, symbo
 #: The patterns of what is not the author's own words: RT markers, mentions, URLs, placeholders,
 #: hashtags, cashtags.
 ENTITY_PATTERNS = (RT_MARKER, MENTION, URL_SIMPLE, PLACEHOLDER, HASHTAG, CASHTAG)
-#: Any of them. The lookahead names the characters they start with ("R", "@", "h", "<", "#", "$"): with
-#: it, the regex skips every other position in one test instead of trying six branches (3x faster).
-ENTITY = re.compile("(?=[R@h<#$])(?:" + "|".join(p.pattern for p in ENTITY_PATTERNS) + ")")
+#: Any of them (each starts with a literal character, so the regex skips the other positions fast).
+ENTITY = re.compile("|".join(p.pattern for p in ENTITY_PATTERNS))
 # An entity (2 characters or more), else one letter or digit: scanning with it meets the letters and
 # digits outside entities, left to right, without building the blanked-out text.
 _ENTITY_OR_LETTER = re.compile(ENTITY.pattern + r"|[^\W_]")
