@@ -9,6 +9,7 @@ import random
 import numpy as np
 import pyarrow as pa
 import pytest
+from conftest import shared_data
 from tweetmill.schemas.manifest import Counts
 from tweetmill.schemas.records import (
     DROP_EMPTY,
@@ -145,6 +146,16 @@ def test_tokenize_appends_eos_and_placeholders_are_single_tokens(tiny_tokenizer)
     assert len(ids[1]) == 4  # <URL>, " ", @user, EOS
     decoded = tiny_tokenizer.tokenizer.decode(ids[0][:-1].tolist())
     assert decoded == "hello world"
+
+
+def test_encode_batch_gives_each_texts_own_ids_and_eos():
+    """``encode_batch`` (the batched, offset-free call) gives what ``encode`` gives one text at a time."""
+    tok = load_tokenizer(TokenizerSpec())
+    real = shared_data("bench", "tweeteval_sentiment__test_text.txt").read_text(encoding="utf-8")
+    texts = real.splitlines()[:500]
+    texts += ["", "<URL> @user", "héllo 👋🏽 世界"]
+    expected = [[*tok.tokenizer.encode(t, add_special_tokens=False).ids, tok.eos_id] for t in texts]
+    assert [np.frombuffer(b, dtype="<i4").tolist() for b in encode_batch(tok, texts)] == expected
 
 
 def test_tokenizer_without_eos_is_refused(tmp_path):

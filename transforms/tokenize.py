@@ -98,8 +98,11 @@ def load_tokenizer(spec: TokenizerSpec) -> LoadedTokenizer:
 
 
 def encode_batch(tokenizer: LoadedTokenizer, texts: list[str]) -> list[bytes]:
-    """Token ids of each text with EOS appended, as little-endian int32 bytes."""
-    encodings = tokenizer.tokenizer.encode_batch(texts, add_special_tokens=False)
+    """Token ids of each text with EOS appended, as little-endian int32 bytes. ``encode_batch_fast``
+    (tokenizers 0.20+) skips the character offsets, which nothing here reads: the same ids for
+    ~10 % less time."""
+    hf = tokenizer.tokenizer
+    encodings = getattr(hf, "encode_batch_fast", hf.encode_batch)(texts, add_special_tokens=False)
     eos = tokenizer.eos_id
     return [np.array([*enc.ids, eos], dtype=TOKEN_DTYPE).tobytes() for enc in encodings]
 
