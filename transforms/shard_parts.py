@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from tweetmill.schemas.records import Tweet
 from tweetmill.transforms.dedup_batches import windowed
@@ -140,26 +141,35 @@ def _new_part_path(parts_dir: str, index: int) -> str:
 class _WriteRowsFn(beam.DoFn):
     """Batches → paths of *row files*: the bundle's tweets, sorted by id, as an Arrow IPC file of the
     shard columns, every ``PART_FLUSH_TWEETS`` tweets and at the end of the bundle. They are written
-    before the shard count is known, so what waits for it is Arrow files, not tweets to unpickle."""
+    before the shard count is known, so what waits for it is Arrow files, not tweets to unpickle.
+    Each batch becomes columns as it arrives, while its tweets are still in the CPU's caches, and
+    Arrow sorts the rows: reading every field of 100k tweets scattered in memory, one column after
+    another, cost ~9 µs a tweet (~1 µs batch by batch)."""
 
     def __init__(self, spec: OutputSpec, parts_dir: str):
         self._spec, self._parts_dir = spec, parts_dir
 
+    def setup(self) -> None:
+        self._schema = shard_schema_for(self._spec, 0, 1)
+
     def start_bundle(self) -> None:
-        self._tweets: list[Tweet] = []
+        self._tables: list[pa.Table] = []
+        self._rows = 0
 
     def process(self, batch: list[Tweet]) -> Iterator[str]:
-        self._tweets.extend(batch)
-        if len(self._tweets) >= PART_FLUSH_TWEETS:
+        self._tables.append(tweets_to_table(batch, self._schema))
+        self._rows += len(batch)
+        if self._rows >= PART_FLUSH_TWEETS:
             yield self._flush()
 
     def finish_bundle(self) -> Iterator:
-        if self._tweets:
+        if self._rows:
             yield windowed(self._flush())
 
     def _flush(self) -> str:
-        tweets, self._tweets = self._tweets, []
-        table = tweets_to_table(sorted(tweets, key=_by_id), shard_schema_for(self._spec, 0, 1))
+        table = pa.concat_tables(self._tables)
+        self._tables, self._rows = [], 0
+        table = table.take(pc.sort_indices(table["id"])).combine_chunks()
         path = _new_part_path(self._parts_dir, 0)
         _write_part(path, table)
         return path
