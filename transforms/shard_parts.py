@@ -2,17 +2,17 @@
 
 A shard's rows are sorted by id (``write.py``), so a shard needs all of its tweets before its first
 row is written. Grouping them with a ``GroupByKey`` makes the local runner hold every kept tweet in
-memory, and the writer a whole shard. So on a local run each bundle sorts its tweets by id and
-writes them, as they come, into *row files*: Arrow IPC files of the shard columns, in record batches
-of ``PART_BATCH_ROWS``. Once the shard count is known (it needs every kept tweet counted), each row
-file is cut by shard into *parts* with Arrow ``take`` (with one shard, the row file is the part).
-Only ``(shard, part path)`` pairs are grouped, and the writer merges a shard's parts in id order
-(``merge_parts``) into ``write_shard``, one record batch at a time. So what waits for the count is
-Arrow files, which the workers write side by side, and no step after the wait turns tweets into
-columns; the merge is numpy and Arrow work, so a shard's own write, which one worker does alone, is
-short. Memory: a bundle's ``PART_FLUSH_TWEETS`` tweets while row files are written; one row file
-while it is cut; one part batch of each part and one record batch while a shard is written. The
-shard files are the same whatever the parts (tested).
+memory, and the writer a whole shard. So on a local run each bundle turns its batches into shard
+columns as they come, sorts them by id and writes them into *row files*: Arrow IPC files of the
+shard columns, in record batches of ``PART_BATCH_ROWS``. Once the shard count is known (it needs
+every kept tweet counted), each row file is cut by shard into *parts* with Arrow ``take`` (with one
+shard, the row file is the part). Only ``(shard, part path)`` pairs are grouped, and the writer
+merges a shard's parts in id order (``merge_parts``) into ``write_shard``, one record batch at a
+time. So what waits for the count is Arrow files, which the workers write side by side, and no step
+after the wait turns tweets into columns; the merge is numpy and Arrow work, so a shard's own write,
+which one worker does alone, is short. Memory: a bundle's ``PART_FLUSH_TWEETS`` rows, as columns,
+while row files are written; one row file while it is cut; one part batch of each part and one
+record batch while a shard is written. The shard files are the same whatever the parts (tested).
 On a remote runner, whose many small bundles would make many small parts, the runner's shuffle
 groups each shard's tweets instead, and they are one part.
 """
