@@ -16,7 +16,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from conftest import shared_data
 from ftfy import badness, fixes
 from tweetmill.schemas.records import Tweet
-from tweetmill.transforms import clean
+from tweetmill.transforms import clean, twitter_text
 from tweetmill.transforms.clean import (
     FTFY_CONFIG,
     CleanConfig,
@@ -492,6 +492,7 @@ _PLAIN_PATTERNS = {
     "RT": (RT_MARKER, r"(?:^|(?<=\s))RT\b"),
     "hashtag": (HASHTAG, r"(?<![\w&])#(\w*[^\W\d]\w*)"),
     "cashtag": (CASHTAG, r"(?<!\S)\$([A-Za-z]{1,6}(?:[._][A-Za-z]{1,2})?)(?![\w$])"),
+    "phone hint": (twitter_text._PHONE_HINT_RE, r"\+\d|\d[ .-]\d{4}"),
 }
 
 
@@ -501,7 +502,7 @@ def test_literal_first_patterns_match_as_their_plain_form(name: str) -> None:
     plain = re.compile(plain_source)
     texts = [
         "RT @a ART rt via RT", "RT", "xRT", " RT\tRT\nRT", "RTRT RT:", "#a #1 #1a a#b &#39; (#x) ##y",
-        "$AB x$AB $ABCDEFG $BRK.A $100 $AB$ \n$cd", "#", "$", "R", "",
+        "$AB x$AB $ABCDEFG $BRK.A $100 $AB$ \n$cd", "#", "$", "R", "", "+1 +x 555-1234 ++2 1.23456 ٣-٤٥٦٧",
     ]
     real = shared_data("bench", "tweeteval_sentiment__test_text.txt").read_text(encoding="utf-8")
     texts += real.splitlines()[:2000]

@@ -413,7 +413,8 @@ _PHONE_RE = re.compile(
     re.VERBOSE,
 )
 # Every match has "+<digit>" or "<3 digits><sep><4 digits>"-like tails: skip texts without either.
-_PHONE_HINT_RE = re.compile(r"\+\d|\d[ .-]\d{4}")
+# ``\+\d|\d[ .-]\d{4}``, written to start with one character class (scanned fast, as above).
+_PHONE_HINT_RE = re.compile(r"[+\d](?:(?<=\+)\d|(?<=\d)[ .-]\d{4})")
 
 
 def find_phones(text: str) -> list[tuple[int, int]]:
