@@ -167,8 +167,9 @@ def build(p: beam.Pipeline, config: RunConfig, spec: OutputSpec, spill_dir: str 
     stage_stats.append(unique_ids[TAG_STATS])
     name_sample = beam.Map(lambda rows: (ID_CONFLICT_SAMPLE_NAME, rows))
     side_samples.append(unique_ids[TAG_SAMPLES] | "NameIdConflictSample" >> name_sample)
+    # Near dedup takes the kept batches and the survivors apart: each is signed and parked once.
     unique_texts = unique_ids.for_texts() | "DeduplicateTexts" >> DeduplicateTexts(
-        audit=audit, batched=True, spill_dir=spill_dir
+        audit=audit, batched=True, spill_dir=spill_dir, join=config.near_dedup is None
     )
     drops.append(unique_texts[TAG_DROPPED])
     dropped_tweets.append(unique_texts[TAG_DROPPED_TWEETS])

@@ -261,9 +261,11 @@ def run_stage(
     config: NearDedupConfig,
     expected,
     args: list[str] | None = None,
+    parts: int = 1,
     **transform_args,
 ) -> None:
-    """Run RemoveNearDuplicates on the FnApiRunner and check every output against ``expected``."""
+    """Run RemoveNearDuplicates on the FnApiRunner and check every output against ``expected``;
+    ``parts`` > 1 (batched): the batches come as a tuple of that many PCollections."""
     report = expected
     kept_ids = sorted({t.id for t in tweets} - {p.removed.id for p in report.removed})
     batched = transform_args.get("batched", False)
@@ -271,11 +273,11 @@ def run_stage(
         # batched: lists of tweets in and out (the pipeline's form), of uneven sizes
         cuts = [0, *range(1, len(tweets), 37), len(tweets)]
         source = [tweets[a:b] for a, b in itertools.pairwise(cuts)] if batched else tweets
-        out = (
-            p
-            | "Create" >> beam.Create(source, reshuffle=False)
-            | "NearDedup" >> RemoveNearDuplicates(config, **transform_args)
+        inputs = tuple(
+            p | f"Create{i}" >> beam.Create(source[i::parts], reshuffle=False) for i in range(parts)
         )
+        near_dedup = RemoveNearDuplicates(config, **transform_args)
+        out = (inputs if parts > 1 else inputs[0]) | "NearDedup" >> near_dedup
         kept = out.tweets | "Flat" >> beam.FlatMap(lambda b: b) if batched else out.tweets
         assert_that(kept | "Ids" >> beam.Map(lambda t: t.id), equal_to(kept_ids), label="CheckKept")
         dropped = out[TAG_DROPPED] | "SumDrops" >> beam.CombinePerKey(sum)
@@ -366,6 +368,20 @@ def test_batches_in_batches_out_match_core(bundle_repeat: int) -> None:
     assert len(report.removed) > 100
     args = [f"--direct_runner_bundle_repeat={bundle_repeat}"]
     run_stage(tweets, config, report, args, partitions=5, batch_size=100, batched=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spill", [False, True])
+def test_batches_in_parts_match_core(tmp_path, spill: bool) -> None:
+    """The kept batches and the survivors of exact dedup come as two PCollections, each signed and
+    parked apart (through files with ``spill_dir``): the same decisions as one input."""
+    config = NearDedupConfig(max_samples=25)
+    tweets = mixed_tweets(seed=9)
+    report = near_dedup_report(tweets, config)
+    spill_dir = str(tmp_path / "spill") if spill else None
+    run_stage(tweets, config, report, parts=2, partitions=5, batched=True, spill_dir=spill_dir)
+    if spill:
+        assert not list((tmp_path / "spill").iterdir())  # every spill file read and removed
 
 
 @pytest.mark.slow

@@ -38,7 +38,7 @@ from tweetmill.transforms.common import (
     TweetCoder,
 )
 from tweetmill.transforms.dedup_batches import BatchTweets, SplitDuplicates, UnbatchTweets
-from tweetmill.transforms.spill import read_spilled, spilled
+from tweetmill.transforms.spill import parked
 from tweetmill.transforms.stage import KIND_SHUFFLE, TAG_DROPPED_TWEETS
 
 ID_STAGE = "id_dedup"  # key of the id stage's stats in the manifest's ``stages``
@@ -395,13 +395,13 @@ def _join(
     """The stage's kept tweets: the batches it left alone and the survivors of the combine, as
     batches (``batched``) or elements. With ``spill_dir`` both wait for each other in spill files."""
     if batched:
-        survivors = survivors | "BatchSurvivors" >> BatchTweets()
-        kept = (
-            spilled(unique, "SpillUnique", spill_dir),
-            spilled(survivors, "SpillSurvivors", spill_dir),
-        ) | "Kept" >> beam.Flatten()
-        return read_spilled(kept, "ReadKept", spill_dir)
+        return parked(_parts(unique, survivors), "Kept", spill_dir, after=None)
     return (unique | "Unbatch" >> UnbatchTweets(), survivors) | "Kept" >> beam.Flatten()
+
+
+def _parts(unique: beam.PCollection, survivors: beam.PCollection) -> tuple[beam.PCollection, ...]:
+    """The stage's kept tweets as two PCollections of batches: those it left alone, the survivors."""
+    return unique, survivors | "BatchSurvivors" >> BatchTweets()
 
 
 def _tweet_id(tweet: Tweet) -> int:
@@ -553,18 +553,21 @@ class DeduplicateTexts(beam.PTransform):
     ``[TAG_DROPPED]`` and ``[TAG_DROPPED_TWEETS]`` (with ``audit``). Only tweets whose text key
     another tweet shares cross a shuffle; the keys travel as 16-byte hashes. Applied to the
     outputs of ``DeduplicateIds(texts_next=True)``, it decides only the tweets that stage left
-    pending, and keeps its batches as they are."""
+    pending, and keeps its batches as they are. ``join=False`` (batched): ``.tweets`` is a tuple of
+    two PCollections of batches, the batches left alone and the survivors, for a next stage that
+    takes them apart (``RemoveNearDuplicates``) instead of joining them in spill files here."""
 
     name = TEXT_STAGE
     kind = KIND_SHUFFLE
     reasons = (DROP_EXACT_DUPLICATE,)
     description = "the same normalised text as a tweet with a smaller id"
 
-    def __init__(self, *, audit: bool = False, batched: bool = False, spill_dir: str | None = None):
+    def __init__(self, *, audit: bool = False, batched: bool = False, spill_dir: str | None = None,
+                 join: bool = True):
         super().__init__()
-        if spill_dir is not None and not batched:
-            raise ValueError("spill_dir needs batched input")
-        self._audit, self._batched, self._spill_dir = audit, batched, spill_dir
+        if (spill_dir is not None or not join) and not batched:
+            raise ValueError("spill_dir and join=False need batched input")
+        self._audit, self._batched, self._spill_dir, self._join = audit, batched, spill_dir, join
 
     def expand(self, tweets):
         if isinstance(tweets, dict):  # after DeduplicateIds(texts_next=True)
@@ -578,4 +581,6 @@ class DeduplicateTexts(beam.PTransform):
                 _text_key, bytes, text_key=_text_key, spill_dir=self._spill_dir
             )
         out = repeated | "Decide" >> _KeepFirstTexts(self._audit)
+        if not self._join:
+            return DedupOutputs({**out, "tweets": _parts(unique, out.tweets)})
         return DedupOutputs({**out, "tweets": _join(unique, out.tweets, self._batched, self._spill_dir)})

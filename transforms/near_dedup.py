@@ -81,9 +81,11 @@ class RemoveNearDuplicates(beam.PTransform):
     texts: raise it with the input), except that one bucket's entries, and the members checked
     against one anchor, share a partition: a cluster of 10M copies puts ~1.5 GB on one worker.
     ``batch_size`` is the number of tweets signed at once. Results depend on neither. Input:
-    globally windowed tweets with unique ids (``DeduplicateIds`` runs before). ``spill_dir``
-    (batched, local runs): every shuffle goes through files, and the batches wait for the decisions
-    in spill files (``spill.py``).
+    globally windowed tweets with unique ids (``DeduplicateIds`` runs before), or with ``batched``
+    a tuple of PCollections of batches that together hold them (``DeduplicateTexts(join=False)``):
+    each part is signed and parked where it is made, so the parts are not joined in files first.
+    ``spill_dir`` (batched, local runs): every shuffle goes through files, and the batches wait for
+    the decisions in spill files (``spill.py``).
     """
 
     # The stage's entry in the manifest (``transforms/stage.py``'s contract).
@@ -109,19 +111,25 @@ class RemoveNearDuplicates(beam.PTransform):
         self._spill_dir = spill_dir
         _ = self._config.bands  # compute (and cache) the LSH parameters at construction
 
-    def expand(self, tweets: beam.PCollection):  # -> NearDedupOutputs (Beam warns on non-PCollection hints)
-        if not tweets.windowing.is_default():
+    def expand(self, tweets):  # -> NearDedupOutputs (Beam warns on non-PCollection hints)
+        inputs = tweets if isinstance(tweets, tuple) else (tweets,)
+        if len(inputs) > 1 and not self._batched:
+            raise ValueError("RemoveNearDuplicates takes several PCollections only of batches (batched=True)")
+        if not all(t.windowing.is_default() for t in inputs):
             # Sign and Decide emit what they buffered at the end of a bundle, in the global window.
             raise ValueError("RemoveNearDuplicates runs on globally windowed (batch) input")
         cfg, parts = self._config, self._partitions
         log.debug("near dedup: %s, %d partitions", config_dict(cfg), parts)
-        batches = tweets if self._batched else tweets | "Batch" >> BatchTweets(self._batch_size)
-        signed = batches | "Sign" >> beam.ParDo(steps.SignFn(cfg, parts, self._batch_size)).with_outputs(
-            steps.TWEETS, main="bands"
-        )
+        batches = inputs if self._batched else (tweets | "Batch" >> BatchTweets(self._batch_size),)
+        sign = steps.SignFn(cfg, parts, self._batch_size)
+        signs = [
+            part | f"Sign{i or ''}" >> beam.ParDo(sign).with_outputs(steps.TWEETS, main="bands")
+            for i, part in enumerate(batches)
+        ]
+        signed = {tag: tuple(s[tag] for s in signs) for tag in ("bands", steps.TWEETS)}  # parts: spill.py
         spill = self._spill_dir
         buckets = (
-            group_by_key(signed.bands, "GroupBands", spill)
+            group_by_key(signed["bands"], "GroupBands", spill)
             | "PairWithBucketMin"
             >> beam.ParDo(steps.BucketPairsFn(parts)).with_outputs(steps.PAIRS, steps.ANCHORS)
         )

@@ -42,8 +42,6 @@ __all__ = [
     "parked",
     "read_frames",
     "read_spill_file",
-    "read_spilled",
-    "spilled",
     "write_frame",
     "write_spill_file",
 ]
@@ -171,21 +169,15 @@ class ReadSpilled(beam.PTransform):
         return paths | "ReadSpilled" >> beam.ParDo(_ReadSpilledFn(), *sides).with_output_types(TweetBatch)
 
 
-def spilled(batches, label: str, directory: str | None):
-    """``batches | label >> SpillBatches(directory)``, or ``batches`` where ``directory`` is None."""
-    return batches if directory is None else batches | label >> SpillBatches(directory)
-
-
-def read_spilled(paths, label: str, directory: str | None, after: beam.PCollection | None = None):
-    """``paths | label >> ReadSpilled(after)``, or ``paths`` (the batches) where ``directory`` is None."""
-    return paths if directory is None else paths | label >> ReadSpilled(after)
-
-
-def parked(batches, label: str, directory: str | None, after: beam.PCollection):
-    """The batches, parked in spill files until ``after`` is complete (where ``directory`` is set)."""
+def parked(batches, label: str, directory: str | None, after: beam.PCollection | None):
+    """The batches, parked in spill files until ``after`` is complete (where ``directory`` is set).
+    ``batches`` may be a tuple of PCollections: each is spilled where it is made, and they come out
+    as one."""
     if directory is None:
-        return batches
-    return batches | f"{label}Spill" >> SpillBatches(directory) | f"{label}Read" >> ReadSpilled(after)
+        return _flat(batches, f"{label}All")
+    parts = _parts_of(batches)
+    paths = tuple(part | f"{label}Spill{i or ''}" >> SpillBatches(directory) for i, part in enumerate(parts))
+    return _flat(paths, f"{label}All") | f"{label}Read" >> ReadSpilled(after)
 
 
 # --- GroupByKey and CoGroupByKey through files -----------------------------------------------------
@@ -249,7 +241,8 @@ class GroupByKeyInFiles(beam.PTransform):
     """``GroupByKey`` for a few keys with large values, on the local runner: the values go to
     spill files per key and bundle, and only ``(key, path)`` pairs are grouped; each group is read
     back whole (so a key's values must fit in memory: the shuffles that use it route to partitions).
-    """
+    The input may be a tuple of PCollections: each is spilled where it is made (a ``Flatten``
+    before would hold its values in the runner's memory)."""
 
     def __init__(self, directory: str):
         super().__init__()
@@ -257,26 +250,26 @@ class GroupByKeyInFiles(beam.PTransform):
 
     def expand(self, pairs):
         return (
-            pairs
-            | "SpillByKey" >> beam.ParDo(_SpillByKeyFn(self._directory))
+            _flat(_spilled_by_key(pairs, "", self._directory, "SpillByKey"), "FlattenPaths")
             | "GroupPaths" >> beam.GroupByKey()
             | "ReadGroup" >> beam.Map(_read_group, tags=())
         )
 
 
 class CoGroupByKeyInFiles(beam.PTransform):
-    """``CoGroupByKey`` of a dict of ``(key, value)`` PCollections, through files like
-    ``GroupByKeyInFiles``: ``(key, {tag: [values]})``, every tag present."""
+    """``CoGroupByKey`` of a dict of ``(key, value)`` PCollections (or tuples of them), through
+    files like ``GroupByKeyInFiles``: ``(key, {tag: [values]})``, every tag present."""
 
     def __init__(self, directory: str):
         super().__init__()
         self._directory = directory
 
     def expand(self, inputs):  # a dict of PCollections (no hint: Beam warns on it)
-        spilled_paths = [
-            pcoll | f"SpillByKey[{tag}]" >> beam.ParDo(_SpillByKeyFn(self._directory, tag))
-            for tag, pcoll in inputs.items()
-        ]
+        spilled_paths = tuple(
+            path
+            for tag, pcolls in inputs.items()
+            for path in _spilled_by_key(pcolls, tag, self._directory, f"SpillByKey[{tag}]")
+        )
         return (
             spilled_paths
             | "FlattenPaths" >> beam.Flatten()
@@ -285,13 +278,41 @@ class CoGroupByKeyInFiles(beam.PTransform):
         )
 
 
+def _parts_of(pcolls) -> tuple:
+    """A PCollection, or a tuple or list of PCollections and tuples of them, as one flat tuple."""
+    if isinstance(pcolls, tuple | list):
+        return tuple(p for item in pcolls for p in _parts_of(item))
+    return (pcolls,)
+
+
+def _spilled_by_key(pairs, tag: str, directory: str, label: str) -> tuple:
+    """``(key, (tag, path))`` of each part of ``pairs``, spilled where it is made."""
+    return tuple(
+        part | f"{label}{i or ''}" >> beam.ParDo(_SpillByKeyFn(directory, tag))
+        for i, part in enumerate(_parts_of(pairs))
+    )
+
+
+def _flat(pcolls, label: str):
+    """A PCollection, or a tuple of them flattened into one (``label``)."""
+    parts = _parts_of(pcolls)
+    return parts[0] if len(parts) == 1 else parts | label >> beam.Flatten()
+
+
 def group_by_key(pairs, label: str, directory: str | None):
     """``pairs | label >> GroupByKeyInFiles(directory)``, or Beam's ``GroupByKey`` where
-    ``directory`` is None."""
-    return pairs | label >> (beam.GroupByKey() if directory is None else GroupByKeyInFiles(directory))
+    ``directory`` is None. ``pairs``: a PCollection or a tuple of them."""
+    if directory is None:
+        return _flat(pairs, f"{label}Inputs") | label >> beam.GroupByKey()
+    return pairs | label >> GroupByKeyInFiles(directory)
 
 
-def co_group_by_key(inputs: dict[str, beam.PCollection], label: str, directory: str | None):
+def co_group_by_key(inputs: dict, label: str, directory: str | None):
     """``inputs | label >> CoGroupByKeyInFiles(directory)``, or Beam's ``CoGroupByKey`` where
-    ``directory`` is None."""
-    return inputs | label >> (beam.CoGroupByKey() if directory is None else CoGroupByKeyInFiles(directory))
+    ``directory`` is None. ``inputs``: tag → a PCollection or a tuple of them."""
+    if directory is None:
+        flat = {tag: _flat(pcolls, f"{label}Inputs[{tag}]") for tag, pcolls in inputs.items()}
+        return flat | label >> beam.CoGroupByKey()
+    return inputs | label >> CoGroupByKeyInFiles(directory)
+
+
