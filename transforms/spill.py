@@ -314,5 +314,3 @@ def co_group_by_key(inputs: dict, label: str, directory: str | None):
         flat = {tag: _flat(pcolls, f"{label}Inputs[{tag}]") for tag, pcolls in inputs.items()}
         return flat | label >> beam.CoGroupByKey()
     return inputs | label >> CoGroupByKeyInFiles(directory)
-
-
