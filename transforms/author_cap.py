@@ -247,7 +247,8 @@ class _AuthorIdsFn(beam.DoFn):
         self._authors, self._ids = [], []
         order = np.argsort(authors, kind="stable")
         authors, ids = authors[order], ids[order]
-        unique, counts = np.unique(authors, return_counts=True)
+        first = _run_starts(authors)
+        unique, counts = authors[first], np.diff(np.r_[first, len(authors)])
         parts = partition_of(unique, self._partitions)
         part_of_id = np.repeat(parts, counts)
         for q, rows in split_by_partition(parts, self._partitions):
@@ -269,9 +270,16 @@ def _count_per_author(grouped: tuple[int, Iterable[bytes]]) -> tuple[int, bytes]
     counts = concat([c for _, c in arrays], np.int64)
     order = np.argsort(authors, kind="stable")
     authors, counts = authors[order], counts[order]
-    first = np.flatnonzero(np.r_[True, authors[1:] != authors[:-1]]) if len(authors) else order[:0]
+    first = _run_starts(authors)
     totals = np.add.reduceat(counts, first) if len(first) else counts
     return q, encode_arrays(authors[first], totals)
+
+
+def _run_starts(sorted_values: np.ndarray) -> np.ndarray:
+    """Where each run of equal values of a sorted array starts."""
+    if not len(sorted_values):
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
 
 
 def _number_of_authors(counts: tuple[int, bytes]) -> int:
