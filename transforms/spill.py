@@ -279,10 +279,8 @@ class CoGroupByKeyInFiles(beam.PTransform):
 
 
 def _parts_of(pcolls) -> tuple:
-    """A PCollection, or a tuple or list of PCollections and tuples of them, as one flat tuple."""
-    if isinstance(pcolls, tuple | list):
-        return tuple(p for item in pcolls for p in _parts_of(item))
-    return (pcolls,)
+    """A PCollection, or a tuple of them, as a tuple."""
+    return pcolls if isinstance(pcolls, tuple) else (pcolls,)
 
 
 def _spilled_by_key(pairs, tag: str, directory: str, label: str) -> tuple:
