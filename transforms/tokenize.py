@@ -22,6 +22,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from tokenizers import Tokenizer
 from tweetmill.schemas.records import Tweet
+from tweetmill.transforms.bpe_words import WordCachedBPE
 from tweetmill.transforms.common import METRICS_NAMESPACE, relax_collector
 from tweetmill.transforms.dedup_batches import TweetBatch
 
@@ -61,6 +62,7 @@ class LoadedTokenizer:
     eos_token: str
     vocab_size: int
     source: str
+    words: WordCachedBPE | None = None  # the same ids, faster, for byte-level BPE (bpe_words.py)
 
 
 _CACHE: dict[TokenizerSpec, LoadedTokenizer] = {}
@@ -92,19 +94,34 @@ def load_tokenizer(spec: TokenizerSpec) -> LoadedTokenizer:
             eos_token=eos_token,
             vocab_size=tokenizer.get_vocab_size(with_added_tokens=True),
             source=spec.source,
+            words=WordCachedBPE.for_tokenizer(tokenizer, raw.decode("utf-8")),
         )
         _CACHE[spec] = loaded
         return loaded
 
 
 def encode_batch(tokenizer: LoadedTokenizer, texts: list[str]) -> list[bytes]:
-    """Token ids of each text with EOS appended, as little-endian int32 bytes. ``encode_batch_fast``
-    (tokenizers 0.20+) skips the character offsets, which nothing here reads: the same ids for
-    ~10 % less time."""
-    hf = tokenizer.tokenizer
-    encodings = getattr(hf, "encode_batch_fast", hf.encode_batch)(texts, add_special_tokens=False)
-    eos = tokenizer.eos_id
-    return [np.array([*enc.ids, eos], dtype=TOKEN_DTYPE).tobytes() for enc in encodings]
+    """Token ids of each text with EOS appended, as little-endian int32 bytes: word by word where
+    that gives the same ids (``bpe_words.py``), else HF's ``encode_batch_fast`` (tokenizers 0.20+),
+    which skips the character offsets nothing here reads."""
+    if tokenizer.words is not None:
+        id_lists = tokenizer.words.encode_batch(texts)
+    else:
+        hf = tokenizer.tokenizer
+        encode = getattr(hf, "encode_batch_fast", hf.encode_batch)
+        id_lists = [e.ids for e in encode(texts, add_special_tokens=False)]
+    flat: list[int] = []
+    ends: list[int] = []
+    for ids in id_lists:
+        flat += ids
+        flat.append(tokenizer.eos_id)
+        ends.append(len(flat) * TOKEN_DTYPE.itemsize)
+    data = np.array(flat, dtype=TOKEN_DTYPE).tobytes()  # one conversion for the batch
+    out, start = [], 0
+    for end in ends:
+        out.append(data[start:end])
+        start = end
+    return out
 
 
 def tokenize_batch(tokenizer: LoadedTokenizer, tweets: list[Tweet]) -> list[Tweet]:
