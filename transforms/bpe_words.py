@@ -40,7 +40,7 @@ BYTE_LEVEL_PATTERN = r"""'(?:s|t|re|ve|m|ll|d)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N
 # Miscellaneous Technical, Miscellaneous Symbols and Dingbats, Miscellaneous Symbols and Arrows,
 # and U+1F000-1FAFF (Mahjong Tiles to Symbols and Pictographs Extended-A).
 SYMBOL_BLOCKS = ((0x2300, 0x23FF), (0x2600, 0x27BF), (0x2B00, 0x2BFF), (0x1F000, 0x1FAFF))
-CACHE_WORDS = 1 << 17  # ~20 MB of words and their ids; emptied when full
+CACHE_WORDS = 1 << 17  # up to ~25 MB of words and their ids; emptied when full
 PROBES = (
     "", " ", "  ", "a", "don't you'll I'd we've they're she's I'M", "x  y   z \t\n\n w\r\n",
     "trailing spaces   ", "   leading", "2024-12-07 12:30:00 +0100 1,000.5 ½ ²", "ünïcödé Straße ÆØÅ",
