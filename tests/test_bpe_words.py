@@ -110,8 +110,12 @@ def test_a_full_cache_starts_over_with_the_same_ids(bundled, monkeypatch):
         lambda c: c["added_tokens"][-1].update(lstrip=True),
         lambda c: c["added_tokens"][-1].update(normalized=True),  # a mix: HF matches them in two passes
         lambda c: c.update(pre_tokenizer={"type": "Whitespace"}),
+        lambda c: c["added_tokens"].extend(
+            {**c["added_tokens"][-1], "id": 20_000 + i, "content": f"<extra{i}>"} for i in range(64)
+        ),
     ],
-    ids=["normalizer", "prefix-space", "dropout", "lstrip", "mixed-normalized", "other-pre-tokenizer"],
+    ids=["normalizer", "prefix-space", "dropout", "lstrip", "mixed-normalized", "other-pre-tokenizer",
+         "many-added-tokens"],
 )
 def test_other_tokenizers_are_left_to_hf(bundled, change):
     config = json.loads(read_tokenizer_bytes(bundled.source))

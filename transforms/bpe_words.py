@@ -9,7 +9,8 @@ yet is handed to the tokenizer's own BPE model. On tweets a batch has few new wo
 Used only where that gives exactly HF's ids (``WordCachedBPE.for_tokenizer``):
 - the tokenizer is of that kind: no normalizer, the ByteLevel pre-tokenizer with its pattern and
   no prefix space, BPE without dropout, no truncation or padding, added tokens matched plainly
-  (none strips spaces or wants a whole word; all normalized or none); else None;
+  (none strips spaces or wants a whole word; all normalized or none) and at most
+  ``MAX_ADDED_TOKENS`` of them (cutting out more costs more than the cache saves); else None;
 - the two regex engines classify characters (letter, digit, space) by their own Unicode tables,
   which differ for characters recent Unicode versions added. A text with a character that Unicode
   3.2 had not assigned, outside the symbol and emoji blocks (which hold no letters, digits or
@@ -40,6 +41,7 @@ BYTE_LEVEL_PATTERN = r"""'(?:s|t|re|ve|m|ll|d)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N
 # Miscellaneous Technical, Miscellaneous Symbols and Dingbats, Miscellaneous Symbols and Arrows,
 # and U+1F000-1FAFF (Mahjong Tiles to Symbols and Pictographs Extended-A).
 SYMBOL_BLOCKS = ((0x2300, 0x23FF), (0x2600, 0x27BF), (0x2B00, 0x2BFF), (0x1F000, 0x1FAFF))
+MAX_ADDED_TOKENS = 64  # cutting out 50 tokens unlike each other: ~5 µs a tweet; 300: ~34 µs
 CACHE_WORDS = 1 << 17  # up to ~25 MB of words and their ids; emptied when full
 PROBES = (
     "", " ", "  ", "a", "don't you'll I'd we've they're she's I'M", "x  y   z \t\n\n w\r\n",
@@ -98,6 +100,7 @@ def _is_word_wise(config: dict) -> bool:
         and model.get("dropout") in (None, 0, 0.0)
         and not any(t.get("lstrip") or t.get("rstrip") or t.get("single_word") for t in added)
         and len({bool(t.get("normalized")) for t in added}) <= 1
+        and len(added) <= MAX_ADDED_TOKENS
     )
 
 
@@ -108,9 +111,10 @@ class WordCachedBPE:
         self._hf = tokenizer
         self._model = tokenizer.model
         self._words = regex.compile(BYTE_LEVEL_PATTERN).findall
-        # Added tokens are cut out before the pattern runs, the longest first at each position.
-        longest_first = "|".join(map(regex.escape, sorted(added, key=len, reverse=True)))
-        self._split_added = regex.compile(f"({longest_first})").split if added else None
+        # Added tokens are cut out before the pattern runs, the longest first at each position (the
+        # standard ``re``: ~2x faster than ``regex`` at literals).
+        longest_first = "|".join(map(re.escape, sorted(added, key=len, reverse=True)))
+        self._split_added = re.compile(f"({longest_first})").split if added else None
         self._added = added
         self._unsettled = unsettled_characters().search
         self._bytes = _byte_chars()
