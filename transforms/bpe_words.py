@@ -116,7 +116,6 @@ class WordCachedBPE:
         longest_first = "|".join(map(re.escape, sorted(added, key=len, reverse=True)))
         self._split_added = re.compile(f"({longest_first})").split if added else None
         self._added = added
-        self._unsettled = unsettled_characters().search
         self._bytes = _byte_chars()
         self._cache: dict[str, list[int]] = {}
 
@@ -136,12 +135,17 @@ class WordCachedBPE:
             return None
         return encoder
 
+    @functools.cached_property
+    def _find_unsettled(self):  # built on first use (~60 ms): a process that never encodes skips it
+        return unsettled_characters().search
+
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """Each text's token ids (no special tokens added), as HF's ``encode_batch`` gives them."""
         out: list[list[int]] = []
         unsettled: list[int] = []
+        find_unsettled = self._find_unsettled
         for i, text in enumerate(texts):
-            if self._unsettled(text) is None:
+            if find_unsettled(text) is None:
                 out.append(self._encode_settled(text))
             else:
                 unsettled.append(i)
