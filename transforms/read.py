@@ -332,15 +332,13 @@ _DISALLOW = fileio.EmptyMatchTreatment.DISALLOW
 class _MatchInputs(beam.PTransform):
     """Patterns -> ``(kind, path)``: each file a glob matches, and each directory given (listed later)."""
 
-    def __init__(self, patterns: list[str], directories: list[str] | None = None):
-        """``directories``: those of ``patterns`` that are directories, if the caller knows them."""
+    def __init__(self, patterns: list[str]):
         super().__init__()
-        self._patterns, self._directories = patterns, directories
+        self._patterns = patterns
+        self.directories = [p for p in patterns if directory_of(p) is not None]
 
     def expand(self, pbegin):
-        directories = self._directories
-        if directories is None:
-            directories = [p for p in self._patterns if directory_of(p) is not None]
+        directories = self.directories
         matched = [
             pbegin
             | f"MatchFiles[{i}]" >> fileio.MatchFiles(pattern, empty_match_treatment=_DISALLOW)
@@ -399,11 +397,11 @@ class ReadArchives(beam.PTransform):
         def spread(pcoll, label: str):
             return pcoll | label >> beam.Reshuffle() if self._spread else pcoll
 
-        directories = [p for p in self._patterns if directory_of(p) is not None]
-        files = pbegin | "MatchInputs" >> _MatchInputs(self._patterns, directories)
+        match = _MatchInputs(self._patterns)
+        files = pbegin | "MatchInputs" >> match
         # Matching yields all files in one bundle: spread them so containers list on many workers
         # (a directory is listed whole by one worker, so directories alone have nothing to spread).
-        if len(directories) < len(self._patterns):
+        if len(match.directories) < len(self._patterns):
             files = spread(files, "ReshuffleFiles")
         units = files | "ListUnits" >> beam.ParDo(_ListUnitsFn()).with_output_types(Unit)
         # A big container lists on one worker: spread its members so every worker parses.
