@@ -262,9 +262,9 @@ def make_pipeline(beam_args: list[str]) -> beam.Pipeline:
     options = ViewCachingOptions(beam_args)
     runner = options.view_as(StandardOptions).runner
     if runner in LOCAL_RUNNERS:
-        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+        from tweetmill.pipeline.local_runner import LocalRunner
 
-        return beam.Pipeline(runner=FnApiRunner(), options=options)
+        return beam.Pipeline(runner=LocalRunner(), options=options)
     # A remote runner's workers get tweetmill and its requirements staged (pipeline/dataflow.py).
     return beam.Pipeline(options=remote_pipeline_options(beam_args))
 
