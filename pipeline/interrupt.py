@@ -79,6 +79,11 @@ class InterruptGuard:
         """The run is over: a Ctrl-C from now on stops nothing, and raises nothing."""
         self._armed = False
 
+    def wake(self) -> None:
+        """End a ``take`` that is waiting now (the run is over: its thread should not sleep on)."""
+        with contextlib.suppress(OSError):
+            os.write(self._write_fd, b"\0")  # not SIGINT's number: counted as no Ctrl-C
+
     def _on_sigint(self, *_: Any) -> None:
         """Noted through the wakeup fd; ``take`` acts on it."""
 

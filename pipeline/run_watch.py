@@ -113,6 +113,8 @@ class RunWatch:
     def _close(self, *, finished: bool) -> None:
         self._stop.set()
         if self._thread is not None:
+            if self._guard is not None:
+                self._guard.wake()
             self._thread.join()
             self._thread = None
         if self._guard is not None:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -393,6 +394,19 @@ def test_progress_lines_match_the_manifest_and_change_no_output(tmp_path):
     assert [s.sha256 for s in again.shards] == [s.sha256 for s in manifest.shards]
     assert again.counts == manifest.counts
     assert list((tmp_path / "tmp").iterdir()) == []  # the progress folder went with the run
+
+
+def test_the_watch_thread_ends_with_the_run_not_at_its_next_poll(monkeypatch, tmp_path):
+    """The thread waits for a Ctrl-C in ``select`` between polls; the run's end wakes it at once."""
+    monkeypatch.setattr(run_watch, "POLL_SECONDS", 60.0)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    watch = run_watch.RunWatch(progress.ProgressOptions(show=False), PipelineOptions([]), [])
+    with watch:
+        thread = watch._thread
+        assert thread is not None and thread.is_alive()  # a guard is possible: this is the main thread
+        started = time.monotonic()
+    assert time.monotonic() - started < 30  # not the minute the poll would have waited
+    assert not thread.is_alive() and not watch.interrupted
 
 
 @pytest.mark.slow
