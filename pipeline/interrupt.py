@@ -1,6 +1,6 @@
 """Ctrl-C of a local run: SIGINT only noted, then acted on from the monitor thread (``InterruptGuard``);
 the worker processes of a multi-process run made to leave Ctrl-C to this process and stopped by it
-(``WorkerProcesses``, ``WORKER_SITE``). How and why, in one place: ``docs/progress.md`` ("Ctrl-C").
+(``WorkerProcesses``, ``join_run``). How and why, in one place: ``docs/progress.md`` ("Ctrl-C").
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
-
-from tweetmill.pipeline.logs import FORMAT, NOISE
 
 INTERRUPTED_LINE = "interrupted: the run was stopped before it finished; nothing was published"
 
@@ -118,67 +116,24 @@ class InterruptGuard:
 ENV_WORKER_PIDS = "TWEETMILL_WORKER_PIDS"
 WORKER_EXIT_SECONDS = 10.0  # how long stopped workers get to be gone before temporary files go
 
-# The ``sitecustomize`` of a run's worker processes: what it does and why, ``docs/progress.md``.
-WORKER_SITE = f"""\
-import os as _os
-import signal as _signal
-import sys as _sys
 
-_signal.signal(_signal.SIGINT, _signal.SIG_IGN)
-_signal.signal(_signal.SIGTERM, lambda *_: _os._exit(0))  # stopped: no "Terminated" from its shell
-_folder = _os.environ.pop("TWEETMILL_WORKER_PIDS", None)
-if _folder:
-    try:
-        open(_os.path.join(_folder, str(_os.getpid())), "w").close()
-    except OSError:
-        pass
-_here = _os.path.dirname(_os.path.abspath(__file__))
-_sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or ".") != _here]
-_path = _os.environ.get("PYTHONPATH", "").split(_os.pathsep)
-if _os.path.abspath(_path[0] or ".") == _here:  # the run put it first: the user's own value comes back
-    if len(_path) > 1:
-        _os.environ["PYTHONPATH"] = _os.pathsep.join(_path[1:])
-    else:
-        del _os.environ["PYTHONPATH"]
-import logging as _logging
-
-
-class _Noise(_logging.Filter):  # the main process drops these too (pipeline/logs.py)
-    def filter(self, record):
-        return not any(noise in record.getMessage() for noise in _NOISE)
-
-
-_NOISE = {NOISE!r}
-# Installed first, so Beam's later basicConfig is a no-op. Beam's harness logs at info, whatever the
-# run's options (a multi-process run's workers get none); what it logs also reaches the main
-# process, which shows it by its own rules. Here only warnings and errors go to stderr.
-_handler = _logging.StreamHandler()
-_handler.setLevel(_logging.WARNING)
-_handler.setFormatter(_logging.Formatter({FORMAT!r}))
-_handler.addFilter(_Noise())
-_logging.getLogger().addHandler(_handler)
-from importlib.machinery import PathFinder as _PathFinder
-
-if _PathFinder.find_spec("sitecustomize") is not None:
-    del _sys.modules["sitecustomize"]
-    import sitecustomize  # noqa: F401
-"""
+def join_run(folder: str) -> None:
+    """In a worker process of a multi-process run (``pipeline/local_worker.py``), first thing: leave
+    Ctrl-C to the run's process, exit at once and quietly when it stops this one (SIGTERM: no
+    traceback, no "Terminated" from the shell that started it), and leave this process's pid in
+    ``folder`` for it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    with contextlib.suppress(OSError):
+        open(os.path.join(folder, str(os.getpid())), "w").close()
 
 
 class WorkerProcesses:
-    """The worker processes of a multi-process local run: they import ``WORKER_SITE`` (it ignores
-    SIGINT and leaves each one's pid in ``folder``), and this process stops them."""
+    """The worker processes of a multi-process local run: started with ``ENV_WORKER_PIDS`` naming
+    ``folder``, each ignores SIGINT and leaves its pid there (``join_run``), and this process stops them."""
 
     def __init__(self, folder: str) -> None:
         self.folder = folder
-
-    def environment(self, site: str) -> dict[str, str]:
-        """Writes ``WORKER_SITE`` into the folder ``site``: the variables that make the worker
-        processes import it (``PYTHONPATH``, first) and leave their pid in ``folder``."""
-        with open(os.path.join(site, "sitecustomize.py"), "w") as f:
-            f.write(WORKER_SITE)
-        path = os.environ.get("PYTHONPATH")
-        return {"PYTHONPATH": site + (os.pathsep + path if path else ""), ENV_WORKER_PIDS: self.folder}
 
     def pids(self) -> list[int]:
         with contextlib.suppress(OSError):

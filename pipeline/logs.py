@@ -95,6 +95,19 @@ def setup(level: str | int = "warning", *, beam_level: str | int | None = None) 
     logging.getLogger(_BEAM).setLevel(beam)
 
 
+def setup_worker() -> None:
+    """A local run's worker process (``pipeline/local_worker.py``), before Beam loads: warnings and
+    errors to stderr, without ``NOISE``. Beam's harness logs at info in each worker whatever the
+    run's options (they never reach a multi-process run's workers), and what it logs also reaches
+    the main process, which shows it by its own rules. Installed first, Beam's ``basicConfig`` is
+    then a no-op."""
+    handler = _StderrHandler()
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.addFilter(_Policy(logging.WARNING))
+    logging.getLogger().addHandler(handler)
+
+
 def level_from_args(log_level: str | None, verbose: bool, default: str = "warning") -> str:
     """``--log-level`` when given, else info with ``-v``, else the command's ``default``."""
     return log_level or ("info" if verbose else default)

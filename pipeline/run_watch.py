@@ -1,6 +1,6 @@
 """Progress and Ctrl-C handling around ``p.run()``, for ``build.run``: ``RunWatch`` makes the run's
 folder in the system's temporary directory (the side channel's ``progress/``, and for worker
-processes their ``sitecustomize`` and pids), sets the variables the worker processes inherit, runs
+processes their pids), sets the variables the worker processes inherit, runs
 the monitor thread, and undoes all of it when the run ends, however it ends. A remote job is watched
 instead (``remote_watch.py``). How it works: ``docs/progress.md``.
 """
@@ -15,7 +15,7 @@ import tempfile
 import threading
 from typing import Any
 
-from tweetmill.pipeline.interrupt import InterruptGuard, WorkerProcesses, is_running
+from tweetmill.pipeline.interrupt import ENV_WORKER_PIDS, InterruptGuard, WorkerProcesses, is_running
 from tweetmill.pipeline.progress import POLL_SECONDS, Monitor, ProgressOptions
 from tweetmill.pipeline.remote_watch import RemoteDetached, detached_line, watch_remote
 from tweetmill.transforms.progress import ENV_DIR
@@ -87,8 +87,7 @@ class RunWatch:
 
     def _protect_workers(self) -> None:
         self._workers = WorkerProcesses(self._make_dir("workers"))
-        for name, value in self._workers.environment(self._make_dir("site")).items():
-            self._set_env(name, value)
+        self._set_env(ENV_WORKER_PIDS, self._workers.folder)  # the worker processes inherit it
 
     def _stop_workers(self) -> None:
         if self._workers is not None:

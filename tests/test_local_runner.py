@@ -1,4 +1,4 @@
-"""The embedded runner's worker processes start from tweetmill's entry point (pipeline/local_runner.py)."""
+"""A local run's worker processes start from tweetmill's entry point (pipeline/local_runner.py)."""
 
 from __future__ import annotations
 
@@ -25,5 +25,5 @@ def test_worker_processes_run_the_tweetmill_entry_point_and_finish_the_run(tmp_p
     with beam.Pipeline(runner=LocalRunner(), options=options) as p:
         _ = p | beam.Create(range(8)) | beam.Map(record_worker)
     seen = [(tmp_path / f"{i}.txt").read_text().split() for i in range(8)]
-    assert {module for _, module in seen} == {"tweetmill.pipeline.local_runner"}
+    assert {module for _, module in seen} == {"tweetmill.pipeline.local_worker"}
     assert all(int(pid) != os.getpid() for pid, _ in seen)

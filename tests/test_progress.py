@@ -1,6 +1,6 @@
 """Progress of ``tweetmill run`` and Ctrl-C: the side channel (``transforms/progress.py``), the monitor
 and its lines (``pipeline/progress.py``), the run's folder and variables (``pipeline/run_watch.py``),
-the worker processes' ``sitecustomize`` (``pipeline/interrupt.py``), Dataflow's job watch
+the worker processes' part (``pipeline/interrupt.py``, ``logs.py``), Dataflow's job watch
 (``pipeline/remote_watch.py``), and real runs in a subprocess."""
 
 from __future__ import annotations
@@ -126,64 +126,47 @@ def test_folders_of_runs_killed_before_their_cleanup_are_removed(tmp_path, monke
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, "tweetmill-runner", "other"])
 
 
-@pytest.mark.parametrize("own_site", [True, False], ids=["a-sitecustomize-of-its-own", "none"])
-def test_the_worker_site_leaves_ctrl_c_to_the_run_and_nothing_of_itself(tmp_path, monkeypatch, own_site):
-    """A worker process (here a bare Python) under the run's ``sitecustomize``: it ignores SIGINT and
-    leaves its pid; its ``sys.path``, ``PYTHONPATH`` and the pid folder's variable are as if the run
-    had set nothing, so what it starts imports nothing of the run; a ``sitecustomize`` it hides runs."""
-    site, pids, user = tmp_path / "site", tmp_path / "workers", tmp_path / "user"
-    for folder in (site, pids, user):
-        folder.mkdir()
-    if own_site:
-        (user / "sitecustomize.py").write_text("import os\nos.environ['OWN_SITE'] = 'ran'\n")
-        monkeypatch.setenv("PYTHONPATH", str(user))
-    else:
-        monkeypatch.delenv("PYTHONPATH", raising=False)
-    monkeypatch.delenv("OWN_SITE", raising=False)
-    env = {**os.environ, **interrupt.WorkerProcesses(str(pids)).environment(str(site))}
+def test_a_worker_that_joins_the_run_leaves_ctrl_c_and_its_pid_to_it(tmp_path):
+    """``join_run`` in a worker process (here a bare Python): it ignores SIGINT, leaves its pid in the
+    run's folder, and the run's SIGTERM ends it at once, with status 0 and nothing printed."""
     probe = (
-        "import json, os, signal, sys; print(json.dumps([os.getpid(), "
-        "signal.getsignal(signal.SIGINT) == signal.SIG_IGN, os.environ.get('OWN_SITE'), "
-        f"os.environ.get('PYTHONPATH'), os.environ.get({interrupt.ENV_WORKER_PIDS!r}), "
-        f"{str(site)!r} in sys.path]))"
+        "import json, os, signal, time; from tweetmill.pipeline.interrupt import join_run; "
+        f"join_run({str(tmp_path)!r}); "
+        "print(json.dumps([os.getpid(), signal.getsignal(signal.SIGINT) == signal.SIG_IGN]), flush=True); "
+        "os.kill(os.getpid(), signal.SIGTERM); time.sleep(60)"
     )
-    found = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
-    pid, ignores_sigint, own, path, pid_folder, site_on_path = json.loads(found.stdout)
-    assert ignores_sigint and not site_on_path and pid_folder is None
-    assert (own, path) == (("ran", str(user)) if own_site else (None, None))
-    assert interrupt.WorkerProcesses(str(pids)).pids() == [pid]
+    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    pid, ignores_sigint = json.loads(found.stdout)
+    assert ignores_sigint and found.returncode == 0 and found.stderr == ""
+    assert interrupt.WorkerProcesses(str(tmp_path)).pids() == [pid]
 
 
-def test_the_worker_site_lets_only_warnings_through_and_no_noise(tmp_path):
+def test_a_worker_lets_only_warnings_through_and_no_noise():
     """Beam's harness logs at info in each worker process, and configures the root logger at info
-    (its options never reach a multi-process run's workers); the site's handler, installed first,
+    (its options never reach a multi-process run's workers); the worker's handler, installed first,
     prints only warnings and errors, without the messages nobody can act on."""
-    site, pids = tmp_path / "site", tmp_path / "workers"
-    site.mkdir(), pids.mkdir()
-    env = {**os.environ, **interrupt.WorkerProcesses(str(pids)).environment(str(site))}
     probe = (
-        "import logging; logging.basicConfig(level=logging.INFO); "
-        "logging.getLogger().setLevel(logging.INFO); "
+        "import logging; from tweetmill.pipeline.logs import setup_worker; setup_worker(); "
+        "logging.basicConfig(level=logging.INFO); logging.getLogger().setLevel(logging.INFO); "
         "logging.getLogger('beam').info('harness chatter'); logging.warning('apitools not found, ...'); "
         "logging.getLogger('w').warning('No semi_persistent_directory found: ...'); "
         "logging.getLogger('tweetmill').warning('a warning to show')"
     )
-    found = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert "a warning to show" in found.stderr
     assert "chatter" not in found.stderr and "apitools" not in found.stderr
     assert "semi_persistent" not in found.stderr
 
 
-def test_a_multi_process_run_sets_its_variables_and_folder_only_while_it_runs(tmp_path, monkeypatch):
+def test_a_multi_process_run_sets_its_variable_and_folder_only_while_it_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setenv("PYTHONPATH", "/own/path")
     monkeypatch.delenv(interrupt.ENV_WORKER_PIDS, raising=False)
     options = PipelineOptions(["--direct_num_workers", "2", "--direct_running_mode", "multi_processing"])
     with run_watch.RunWatch(progress.ProgressOptions(show=False), options, []):
-        site, own = os.environ["PYTHONPATH"].split(os.pathsep)
-        assert own == "/own/path" and (Path(site) / "sitecustomize.py").is_file()
         assert Path(os.environ[interrupt.ENV_WORKER_PIDS]).is_dir()
-    assert os.environ["PYTHONPATH"] == "/own/path" and interrupt.ENV_WORKER_PIDS not in os.environ
+        assert os.environ["PYTHONPATH"] == "/own/path"
+    assert interrupt.ENV_WORKER_PIDS not in os.environ
     assert list(tmp_path.iterdir()) == []
 
 
