@@ -1,8 +1,8 @@
 """Progress and Ctrl-C handling around ``p.run()``, for ``build.run``: ``RunWatch`` makes the run's
-folder in the system's temporary directory (the side channel's ``progress/``, and for worker
-processes their pids), sets the variables the worker processes inherit, runs
-the monitor thread, and undoes all of it when the run ends, however it ends. A remote job is watched
-instead (``remote_watch.py``). How it works: ``docs/progress.md``.
+folder in the system's temporary directory (the side channel's ``progress/``, and the worker
+processes' pids), sets the variables the worker processes inherit, runs the monitor thread, and
+undoes all of it when the run ends, however it ends. A remote job is watched instead
+(``remote_watch.py``). How it works: ``docs/progress.md``.
 """
 
 from __future__ import annotations
