@@ -6,6 +6,8 @@ Run by hand (never in CI), from the repository root, on as quiet a machine as yo
     .venv/bin/python bench/bench_peers.py --workers 1 2            # tweetmill with 1 and 2 workers
     .venv/bin/python bench/bench_peers.py --tweets 1000000 --workers 1 2 --json-out peers.jsonl
     .venv/bin/python bench/bench_peers.py --tweets 20000 --skip-datatrove   # a quick look
+    .venv/bin/python bench/bench_peers.py --tweets 400000 --workers 1 2 --repeat 3 --skip-datatrove
+        # two workers against one, in alternating rounds, with the median of the rounds' speed-ups
 
 Steps:
 
@@ -76,6 +78,7 @@ import random
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -797,6 +800,17 @@ def print_table(rows: list[dict]) -> None:
         )
 
 
+def two_worker_speed_ups(rows: list[dict]) -> list[float]:
+    """One worker's wall time over two workers', for each round that ran both."""
+    walls: dict[tuple[int, int], float] = {
+        (r.get("round", 1), r["workers"]): r["wall_s"]
+        for r in rows
+        if r["tool"] == "tweetmill" and r.get("rc") == 0
+    }
+    rounds = sorted({round_ for round_, _ in walls})
+    return [walls[(n, 1)] / walls[(n, 2)] for n in rounds if (n, 1) in walls and (n, 2) in walls]
+
+
 def ratios(rows: list[dict]) -> list[dict]:
     peers = [r for r in rows if r["tool"] == "datatrove" and r.get("rc") == 0]
     out = []
@@ -829,6 +843,12 @@ def main() -> None:
         choices=(1, 2),
         default=[1],
         help="tweetmill worker processes; several values: one tweetmill run each",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="tweetmill's runs this many times, in rounds of every --workers value (datatrove runs once)",
     )
     parser.add_argument("--skip-datatrove", action="store_true")
     parser.add_argument(
@@ -879,9 +899,13 @@ def main() -> None:
             flush=True,
         )
         rows = []
-        for w in args.workers:
-            rows.append(run_tweetmill(w, info, work, args.poll, args.keep_output))
-            print_table(rows[-1:])
+        for round_ in range(1, args.repeat + 1):  # rounds alternate the worker counts: drift hits all
+            for w in args.workers:
+                row = run_tweetmill(w, info, work, args.poll, args.keep_output)
+                if args.repeat > 1:
+                    row.update(label=f"{row['label']} #{round_}", round=round_)
+                rows.append(row)
+                print_table(rows[-1:])
         if not args.skip_datatrove:
             rows.append(run_datatrove(venv_info, args.venv, info, work, args))
             print_table(rows[-1:])
@@ -903,6 +927,13 @@ def main() -> None:
                 f"{r['label']}: CPU {r['cpu_s']} s (user {r['user_s']}, sys {r['sys_s']}; wait4 on the "
                 f"direct child alone {r['cpu_direct_wait4_s']} s, {r['orphans_reaped']} orphans reaped; "
                 f"/proc poll {r['cpu_polled_s']} s over {r['processes_seen']} processes){extra}"
+            )
+        speed_ups = two_worker_speed_ups(rows)
+        if speed_ups:
+            print(
+                "\ntwo workers against one, wall time, round by round: "
+                + ", ".join(f"{x:.2f}x" for x in speed_ups)
+                + f" (median {statistics.median(speed_ups):.2f}x)"
             )
         rel = ratios(rows)
         if rel:
@@ -926,6 +957,7 @@ def main() -> None:
                 "input": info,
                 "runs": [{k: v for k, v in r.items() if k != "error"} for r in rows],
                 "ratios": rel,
+                "two_worker_speed_ups": speed_ups,
             }
             with open(args.json_out, "a") as f:
                 f.write(json.dumps(record) + "\n")
