@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
+from tweetmill.pipeline.interrupt import ENV_WORKER_PIDS, WorkerProcesses
 from tweetmill.pipeline.local_runner import LocalRunner
 
 
@@ -27,3 +30,16 @@ def test_worker_processes_run_the_tweetmill_entry_point_and_finish_the_run(tmp_p
     seen = [(tmp_path / f"{i}.txt").read_text().split() for i in range(8)]
     assert {module for _, module in seen} == {"tweetmill.pipeline.local_worker"}
     assert all(int(pid) != os.getpid() for pid, _ in seen)
+
+
+def test_the_entry_point_joins_the_run_before_beam_starts(tmp_path):
+    """Started with the run's pid folder (and here no runner to talk to), a worker leaves its pid for
+    the run before Beam's harness starts; the harness then fails, with its traceback and status 1."""
+    env = {**os.environ, ENV_WORKER_PIDS: str(tmp_path)}
+    env.pop("CONTROL_API_SERVICE_DESCRIPTOR", None)
+    found = subprocess.run(
+        [sys.executable, "-m", "tweetmill.pipeline.local_worker"], env=env, capture_output=True, text=True,
+        timeout=120,
+    )
+    assert found.returncode == 1 and "CONTROL_API_SERVICE_DESCRIPTOR" in found.stderr
+    assert len(WorkerProcesses(str(tmp_path)).pids()) == 1
