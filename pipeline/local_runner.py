@@ -8,12 +8,14 @@ that module's docstring).
 
 from __future__ import annotations
 
+import shlex
 import sys
 
 from apache_beam.portability import python_urns
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-WORKER_COMMAND = f"{sys.executable} -m tweetmill.pipeline.local_worker"
+# Run by a shell (Beam starts workers with ``shell=True``): quoted, for an interpreter path with spaces.
+WORKER_COMMAND = f"{shlex.quote(sys.executable)} -m tweetmill.pipeline.local_worker"
 
 
 class LocalRunner(FnApiRunner):

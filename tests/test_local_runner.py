@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import apache_beam as beam
+import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from tweetmill.pipeline.interrupt import ENV_WORKER_PIDS, WorkerProcesses
 from tweetmill.pipeline.local_runner import LocalRunner
@@ -43,3 +45,24 @@ def test_the_entry_point_joins_the_run_before_beam_starts(tmp_path):
     )
     assert found.returncode == 1 and "CONTROL_API_SERVICE_DESCRIPTOR" in found.stderr
     assert len(WorkerProcesses(str(tmp_path)).pids()) == 1
+
+
+@pytest.mark.skipif(sys.prefix == sys.base_prefix, reason="needs the virtualenv the tests run in")
+def test_workers_start_from_an_interpreter_whose_path_has_spaces(tmp_path):
+    """Beam runs the worker command through a shell: an unquoted interpreter path with a space in it
+    started ``/tmp/a`` instead (``/bin/sh: /tmp/a: not found``), and the run waited for workers that
+    never came."""
+    venv = tmp_path / "a venv"
+    venv.symlink_to(sys.prefix, target_is_directory=True)
+    python = venv / Path(sys.executable).relative_to(sys.prefix)
+    program = (
+        "import apache_beam as beam\n"
+        "from apache_beam.options.pipeline_options import PipelineOptions\n"
+        "from tweetmill.pipeline.local_runner import LocalRunner\n"
+        "options = PipelineOptions(['--direct_num_workers=2', '--direct_running_mode=multi_processing'])\n"
+        "with beam.Pipeline(runner=LocalRunner(), options=options) as p:\n"
+        "    _ = p | beam.Create(range(4)) | beam.Map(abs)\n"
+        "print('done')\n"
+    )
+    found = subprocess.run([str(python), "-c", program], capture_output=True, text=True, timeout=120)
+    assert found.returncode == 0 and found.stdout.strip() == "done", found.stderr[-2000:]
