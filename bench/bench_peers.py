@@ -510,7 +510,7 @@ def become_subreaper() -> bool:
         return False
 
 
-def _proc_table() -> dict[int, tuple[int, int, float, int]]:
+def proc_table() -> dict[int, tuple[int, int, float, int]]:
     """pid -> (ppid, start time, CPU seconds, RSS bytes) for every process in /proc."""
     table = {}
     for entry in os.scandir("/proc"):
@@ -559,7 +559,7 @@ class TreeMonitor(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            table = _proc_table()
+            table = proc_table()
             pids = descendants(table, self.me)
             rss = [table[p][3] for p in pids]
             if sum(rss) > self.peak_sum:
@@ -602,7 +602,7 @@ def measure(cmd: list[str], log_path: Path, poll: float, env: dict | None = None
                 orphans += 1
                 continue
             if time.monotonic() > deadline:
-                for p in descendants(_proc_table(), os.getpid()):
+                for p in descendants(proc_table(), os.getpid()):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(p, signal.SIGKILL)
             time.sleep(0.05)

@@ -31,9 +31,10 @@ import threading
 import time
 from pathlib import Path
 
+from bench_peers import descendants, proc_table
+
 REPO = Path(__file__).resolve().parents[1]
 TOKENIZER = REPO / "transforms" / "assets" / "tweet-bpe-16k.json"
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 class TreeCpu:
@@ -41,31 +42,17 @@ class TreeCpu:
 
     def __init__(self) -> None:
         self.samples: list[tuple[float, float]] = []
-        self._live: dict[int, float] = {}
+        self._live: dict[tuple[int, int], float] = {}
         self._gone = 0.0
         self._stop = threading.Event()
 
     def _read(self) -> float:
-        parents: dict[int, int] = {}
-        cpu: dict[int, float] = {}
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{name}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            parents[int(name)] = int(fields[1])
-            cpu[int(name)] = (int(fields[11]) + int(fields[12])) / TICK
-        tree, grew = {os.getpid()}, True
-        while grew:
-            grown = {pid for pid, parent in parents.items() if parent in tree} - tree
-            tree |= grown
-            grew = bool(grown)
-        for pid in [pid for pid in self._live if pid not in tree]:
-            self._gone += self._live.pop(pid)
-        self._live.update({pid: cpu[pid] for pid in tree})
+        table = proc_table()
+        tree = [os.getpid(), *descendants(table, os.getpid())]
+        live = {(pid, table[pid][1]): table[pid][2] for pid in tree if pid in table}  # by pid and start
+        for gone in self._live.keys() - live.keys():
+            self._gone += self._live.pop(gone)
+        self._live.update(live)
         return self._gone + sum(self._live.values())
 
     def _loop(self, interval: float) -> None:
