@@ -68,6 +68,13 @@ class _Policy(logging.Filter):
         return True
 
 
+def _stderr_handler(beam_level: int) -> logging.Handler:
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.addFilter(_Policy(beam_level))
+    return handler
+
+
 def setup(level: str | int = "warning", *, beam_level: str | int | None = None) -> None:
     """Log tweetmill's messages at ``level`` and Beam's at ``beam_level`` (default: warning, or debug
     when ``level`` is debug) to stderr, one handler on the root logger. Safe to call again."""
@@ -84,10 +91,7 @@ def setup(level: str | int = "warning", *, beam_level: str | int | None = None) 
             root.removeHandler(handler)
             if type(handler) is logging.StreamHandler:
                 handler.close()
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter(FORMAT))
-    handler.addFilter(_Policy(beam))
-    root.addHandler(handler)
+    root.addHandler(_stderr_handler(beam))
     # Other libraries: warnings and errors, everything with debug (a record of a logger with a level of
     # its own, tweetmill's or Beam's, reaches the handler whatever the root logger's level).
     root.setLevel(logging.DEBUG if level <= logging.DEBUG else max(level, logging.WARNING))
@@ -101,10 +105,8 @@ def setup_worker() -> None:
     run's options (they never reach a multi-process run's workers), and what it logs also reaches
     the main process, which shows it by its own rules. Installed first, Beam's ``basicConfig`` is
     then a no-op."""
-    handler = _StderrHandler()
+    handler = _stderr_handler(logging.WARNING)
     handler.setLevel(logging.WARNING)
-    handler.setFormatter(logging.Formatter(FORMAT))
-    handler.addFilter(_Policy(logging.WARNING))
     logging.getLogger().addHandler(handler)
 
 
